@@ -1,0 +1,181 @@
+"""The ``vilem`` command. Flags are parsed here, once, into explicit values passed inward;
+user errors (VilemError) end as one line on stderr and exit code 2."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from vilem.errors import VilemError
+
+
+def _cmd_datasets(args: argparse.Namespace) -> int:
+    from tabulate import tabulate
+
+    from vilem.data import DATASETS
+
+    rows = []
+    for name in DATASETS.names():
+        cls = DATASETS.get(name)
+        rows.append([name, cls.modality, ", ".join(cls.splits), cls.description])
+    print(tabulate(rows, headers=["dataset", "modality", "splits", "description"]))
+    return 0
+
+
+def _cmd_models(args: argparse.Namespace) -> int:
+    from tabulate import tabulate
+
+    from vilem.models import MODELS
+
+    rows = []
+    for name in MODELS.names():
+        doc = (MODELS.get(name).__doc__ or "").strip().splitlines()
+        rows.append([name, doc[0] if doc else ""])
+    print(tabulate(rows, headers=["model", "spec"]))
+    return 0
+
+
+def _cmd_data(args: argparse.Namespace) -> int:
+    import time
+
+    from vilem.data.synthetic import SyntheticConfig, generate
+
+    start = time.perf_counter()
+    manifest = generate(Path(args.root), SyntheticConfig(), seed=args.seed, force=args.force)
+    took = time.perf_counter() - start
+    print(f"synthetic data in {args.root} (seed {args.seed}, hash {manifest.get('content_hash')})")
+    print(f"ready in {took:.1f} s")
+    return 0
+
+
+def _metrics_table(result: dict) -> str:
+    from tabulate import tabulate
+
+    rows = []
+    intervals = result.get("intervals", {})
+    for key, value in result["metrics"].items():
+        if isinstance(value, (int, float)):
+            ci = intervals.get(key)
+            rows.append([key, f"{value:.2f}", f"[{ci[0]:.2f}, {ci[1]:.2f}]" if ci else ""])
+    return tabulate(rows, headers=["metric", "value", "95% CI"])
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from vilem.data import load_split
+    from vilem.evaluate import EvalOptions, evaluate
+    from vilem.models import load_model
+    from vilem.results import write_result
+
+    opts = EvalOptions(
+        batch_size=args.batch_size,
+        num_workers=args.workers,
+        frames=args.frames,
+        sampling=args.sampling,
+        skip_bad_media=args.skip_bad_media,
+        bootstrap=args.bootstrap,
+        seed=args.seed,
+        cache_dir=None if args.no_cache else resolve_cache_dir(args.cache_dir),
+        quiet=args.quiet,
+    )
+    split = load_split(args.dataset, args.split, root=args.root)
+    model = load_model(args.model, device=args.device)
+    model_info = {"spec": args.model, **model.describe()}
+    result = evaluate(
+        model, model_info, split, args.task, opts, save_embeddings_dir=args.save_embeddings
+    )
+    counts = result["dataset"]["counts"]
+    print(
+        f"{args.model} on {args.dataset}/{args.split} ({counts['items']} items, "
+        f"{counts['texts']} texts, {counts['skipped_items']} skipped) - {args.task}"
+    )
+    print(_metrics_table(result))
+    if args.out:
+        write_result(args.out, result)
+        print(f"result written to {args.out}")
+    return 0
+
+
+def resolve_cache_dir(value: str | None) -> Path:
+    from vilem.cache import default_cache_dir
+
+    return Path(value) if value else default_cache_dir()
+
+
+def _add_eval(sub: argparse._SubParsersAction) -> None:
+    from vilem.results import TASKS
+
+    p = sub.add_parser("eval", help="evaluate a model on a dataset split")
+    p.add_argument("--model", required=True, help="model spec: random, hf-clip:DIR, vilem:DIR")
+    p.add_argument("--dataset", required=True, help="dataset name (see `vilem datasets`)")
+    p.add_argument("--root", help="dataset root (default: datasets/<name> or $VILEM_DATA/<name>)")
+    p.add_argument("--split", default="test")
+    p.add_argument("--task", default="retrieval", choices=TASKS)
+    p.add_argument("--out", type=Path, help="write the JSON result here")
+    p.add_argument("--save-embeddings", type=Path, metavar="DIR", help="write .npy embeddings")
+    p.add_argument("--skip-bad-media", action="store_true", help="skip missing/corrupt media")
+    p.add_argument("--bootstrap", type=int, default=1000, help="resamples for 95%% CIs (0: off)")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--workers", type=int, default=2, help="data-loading processes")
+    p.add_argument("--frames", type=int, default=12, help="frames sampled per video")
+    p.add_argument("--sampling", default="uniform", choices=("uniform", "headtail", "random"))
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cuda" if _cuda() else "cpu")
+    p.add_argument("--cache-dir", help="embedding cache (default: $VILEM_CACHE or ~/.cache/vilem)")
+    p.add_argument("--no-cache", action="store_true", help="do not read or write the cache")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_eval)
+
+
+def _cuda() -> bool:
+    try:
+        import torch
+
+        return torch.cuda.is_available()
+    except ImportError:
+        return False
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vilem", description="Train and benchmark dual-encoder retrieval models (ViLEM)."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("datasets", help="list dataset adapters").set_defaults(func=_cmd_datasets)
+    sub.add_parser("models", help="list model builders").set_defaults(func=_cmd_models)
+    p = sub.add_parser("data", help="generate or verify the embedded synthetic dataset")
+    p.add_argument("name", choices=("synthetic",))
+    p.add_argument(
+        "--root", default=str(Path(os.environ.get("VILEM_DATA", "datasets")) / "synthetic")
+    )
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--force", action="store_true", help="regenerate even if up to date")
+    p.set_defaults(func=_cmd_data)
+    _add_eval(sub)
+    for module in ("vilem.train.cli", "vilem.bench.cli"):
+        try:
+            mod = __import__(module, fromlist=["add_parsers"])
+        except ModuleNotFoundError as exc:
+            if exc.name and module.startswith(exc.name):
+                continue
+            raise
+        mod.add_parsers(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except VilemError as exc:
+        print(f"vilem: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("vilem: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

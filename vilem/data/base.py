@@ -1,0 +1,176 @@
+"""The dataset adapter interface: one split = items (image or video files), texts, and the
+text -> item mapping. Adapters register by name; outside packages add them through the
+``vilem.datasets`` entry-point group."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+
+from vilem.errors import DataError
+from vilem.registry import Registry, closest
+
+Modality = Literal["image", "video"]
+
+
+@dataclass
+class Split:
+    """One evaluated or trained-on split of a dataset.
+
+    ``text_to_item[j]`` is the index into ``items`` of the item text ``j`` describes; an item may
+    have several texts (COCO: 5). ``scenes`` optionally holds one structured record per item (the
+    synthetic data keeps them so probes can make exact edits).
+    """
+
+    dataset: str
+    split: str
+    root: Path
+    modality: Modality
+    items: list[str]  # item ids, unique
+    item_paths: list[Path]  # media files, absolute, inside root
+    texts: list[str]
+    text_to_item: np.ndarray  # int64, shape (len(texts),)
+    revision: str  # content hash of the annotations (or generator manifest)
+    skipped: list[str] = field(default_factory=list)  # item ids dropped (missing/corrupt media)
+    scenes: list[dict[str, Any]] | None = None
+    probes: list[Any] | None = None  # vilem.probes.Probe list, for datasets that ship probes
+    notes: list[str] = field(default_factory=list)  # what exactly was evaluated, in words
+
+    def __post_init__(self) -> None:
+        self.text_to_item = np.asarray(self.text_to_item, dtype=np.int64)
+        if len(self.items) != len(self.item_paths):
+            raise ValueError("items and item_paths differ in length")
+        if len(self.texts) != len(self.text_to_item):
+            raise ValueError("texts and text_to_item differ in length")
+        if len(self.text_to_item) and (
+            self.text_to_item.min() < 0 or self.text_to_item.max() >= len(self.items)
+        ):
+            raise ValueError("text_to_item points outside items")
+
+    @property
+    def item_to_texts(self) -> list[list[int]]:
+        out: list[list[int]] = [[] for _ in self.items]
+        for j, i in enumerate(self.text_to_item.tolist()):
+            out[i].append(j)
+        return out
+
+    def counts(self) -> dict[str, int]:
+        return {
+            "items": len(self.items),
+            "texts": len(self.texts),
+            "skipped_items": len(self.skipped),
+        }
+
+    def subset(self, keep: list[int], skipped: list[str] | None = None) -> Split:
+        """The split restricted to items ``keep`` (indices) and their texts."""
+        keep_arr = np.asarray(sorted(keep), dtype=np.int64)
+        new_index = np.full(len(self.items), -1, dtype=np.int64)
+        new_index[keep_arr] = np.arange(len(keep_arr))
+        text_keep = np.nonzero(new_index[self.text_to_item] >= 0)[0]
+        return Split(
+            dataset=self.dataset,
+            split=self.split,
+            root=self.root,
+            modality=self.modality,
+            items=[self.items[i] for i in keep_arr],
+            item_paths=[self.item_paths[i] for i in keep_arr],
+            texts=[self.texts[j] for j in text_keep],
+            text_to_item=new_index[self.text_to_item[text_keep]],
+            revision=self.revision,
+            skipped=list(self.skipped) + list(skipped or []),
+            scenes=None if self.scenes is None else [self.scenes[i] for i in keep_arr],
+            probes=None
+            if self.probes is None
+            else [
+                replace(p, item=int(new_index[p.item]))
+                for p in self.probes
+                if new_index[p.item] >= 0
+            ],
+            notes=list(self.notes),
+        )
+
+    def training_pairs(self, seed: int = 0, epoch: int = 0) -> Iterator[tuple[int, int]]:
+        """(item index, text index) pairs, one per text, shuffled deterministically per epoch."""
+        rng = np.random.default_rng([seed, epoch])
+        for j in rng.permutation(len(self.texts)).tolist():
+            yield int(self.text_to_item[j]), j
+
+    def describe(self) -> dict[str, Any]:
+        """What a result file records about the data that was evaluated."""
+        return {
+            "name": self.dataset,
+            "split": self.split,
+            "modality": self.modality,
+            "revision": self.revision,
+            "counts": self.counts(),
+            "skipped_ids": list(self.skipped),
+            "notes": list(self.notes),
+        }
+
+
+class DatasetAdapter(ABC):
+    """Reads one dataset's files. Subclasses set the class attributes and ``load_split``."""
+
+    name: ClassVar[str]
+    modality: ClassVar[Modality]
+    splits: ClassVar[tuple[str, ...]]
+    description: ClassVar[str] = ""
+
+    def __init__(self, root: str | os.PathLike | None = None, **options: Any):
+        self.root = Path(root) if root is not None else default_root(self.name)
+        self.options = options
+
+    @abstractmethod
+    def _load(self, split: str) -> Split:
+        """Build the split; the caller has already checked ``split`` and the root."""
+
+    def load_split(self, split: str) -> Split:
+        if split not in self.splits:
+            raise DataError(
+                f"dataset {self.name!r} has no split {split!r}{closest(split, list(self.splits))}; "
+                f"splits: {', '.join(self.splits)}"
+            )
+        if not self.root.is_dir():
+            raise DataError(
+                f"dataset root for {self.name!r} not found: {self.root} "
+                f"(see datasets/{self.name}/README.md for the expected layout)"
+            )
+        return self._load(split)
+
+
+def default_root(name: str) -> Path:
+    """``$VILEM_DATA/<name>`` when set, else ``datasets/<name>`` under the current folder."""
+    return Path(os.environ.get("VILEM_DATA", "datasets")) / name
+
+
+def file_digest(*paths: Path) -> str:
+    """A short content hash of annotation files: the dataset revision stored with results."""
+    h = hashlib.sha256()
+    for p in paths:
+        with open(p, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()[:16]
+
+
+DATASETS: Registry[type[DatasetAdapter]] = Registry(
+    "dataset", base=DatasetAdapter, entry_point_group="vilem.datasets"
+)
+
+
+def register_dataset(name: str):
+    """Class decorator: ``@register_dataset("coco")`` adds an adapter under ``name``."""
+
+    def decorator(cls: type[DatasetAdapter]) -> type[DatasetAdapter]:
+        cls.name = name
+        DATASETS.register(name, cls)
+        return cls
+
+    return decorator

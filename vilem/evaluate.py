@@ -1,0 +1,256 @@
+"""Evaluation: encode a split with a model (through the embedding cache), then score a task.
+
+Kept free of CLI concerns: the CLI and the benchmark matrix both call ``evaluate``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from vilem import metrics as M
+from vilem.cache import EmbeddingCache, digest_strings
+from vilem.data.base import Split
+from vilem.data.media import check_image, load_image
+from vilem.errors import ConfigError, DataError
+from vilem.io import atomic_write_bytes, atomic_write_json
+from vilem.models.base import RetrievalModel
+from vilem.probes import Probe, probes_for_split
+from vilem.results import TASKS, make_result
+
+
+@dataclass
+class EvalOptions:
+    batch_size: int = 64
+    num_workers: int = 2
+    frames: int = 12  # frames per video, sampled `sampling`-wise (CLIP4Clip: 12 uniform)
+    sampling: str = "uniform"
+    skip_bad_media: bool = False
+    bootstrap: int = 1000  # resamples for 95% intervals; 0 disables
+    seed: int = 0
+    cache_dir: Path | None = None  # None disables the embedding cache
+    quiet: bool = False
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+class _Media(Dataset):
+    """Loads and preprocesses one item (an image, or a video's sampled frames)."""
+
+    def __init__(self, split: Split, model: RetrievalModel, opts: EvalOptions):
+        self.paths, self.modality = split.item_paths, split.modality
+        self.preprocess, self.opts = model.preprocess, opts
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        if self.modality == "image":
+            return self.preprocess(np.asarray(load_image(self.paths[i]))[None])[0]
+        from vilem.data.video import read_frames
+
+        rng = np.random.default_rng([self.opts.seed, i])
+        frames = read_frames(self.paths[i], self.opts.frames, self.opts.sampling, rng)
+        return self.preprocess(frames)
+
+
+def validate_media(split: Split, skip_bad: bool, quiet: bool = True) -> Split:
+    """Open every media file cheaply. Bad ones stop the run (listing the first few and the
+    total), or with ``skip_bad`` are dropped and recorded in ``split.skipped``."""
+    if split.modality == "image":
+        check = check_image
+    else:
+        from vilem.data.video import check_video as check
+    bad: list[tuple[int, str]] = []
+    for i, path in enumerate(tqdm(split.item_paths, desc="checking media", disable=quiet)):
+        try:
+            check(path)
+        except DataError as exc:
+            bad.append((i, str(exc)))
+    if not bad:
+        return split
+    if not skip_bad:
+        first = "\n  ".join(msg for _, msg in bad[:5])
+        raise DataError(
+            f"{len(bad)} of {len(split.items)} {split.modality}s in {split.dataset}/{split.split} "
+            f"are missing or corrupt; first ones:\n  {first}\n"
+            "(pass --skip-bad-media to evaluate the rest and record the skipped ids)"
+        )
+    bad_idx = {i for i, _ in bad}
+    keep = [i for i in range(len(split.items)) if i not in bad_idx]
+    return split.subset(keep, skipped=[split.items[i] for i in sorted(bad_idx)])
+
+
+def _cache_parts(model: RetrievalModel, split: Split, opts: EvalOptions, kind: str) -> dict:
+    parts = {"model": model.fingerprint(), "kind": kind}
+    if kind == "items":
+        parts |= {
+            "dataset": split.dataset,
+            "split": split.split,
+            "revision": split.revision,
+            "items": digest_strings(split.items),
+            "paths": digest_strings([str(p) for p in split.item_paths]),
+            "preprocessing": model.preprocessing(),
+        }
+        if split.modality == "video":
+            parts |= {"frames": opts.frames, "sampling": opts.sampling, "seed": opts.seed}
+    return parts
+
+
+def encode_items(
+    model: RetrievalModel, split: Split, opts: EvalOptions, cache: EmbeddingCache
+) -> np.ndarray:
+    def compute() -> np.ndarray:
+        loader = DataLoader(
+            _Media(split, model, opts),
+            batch_size=opts.batch_size,
+            num_workers=opts.num_workers,
+            shuffle=False,
+        )
+        encode = model.encode_images if split.modality == "image" else model.encode_videos
+        out = []
+        with torch.inference_mode():
+            for pixels in tqdm(loader, desc=f"encoding {split.modality}s", disable=opts.quiet):
+                out.append(encode(pixels).float().cpu().numpy())
+        return np.concatenate(out) if out else np.zeros((0, 1), np.float32)
+
+    return cache.get_or_compute(_cache_parts(model, split, opts, "items"), compute)
+
+
+def encode_texts(
+    model: RetrievalModel, texts: list[str], opts: EvalOptions, cache: EmbeddingCache
+) -> np.ndarray:
+    def compute() -> np.ndarray:
+        out = []
+        with torch.inference_mode():
+            for start in tqdm(
+                range(0, len(texts), opts.batch_size), desc="encoding texts", disable=opts.quiet
+            ):
+                out.append(model.encode_texts(texts[start : start + opts.batch_size]).numpy())
+        return np.concatenate(out).astype(np.float32)
+
+    parts = {"model": model.fingerprint(), "kind": "texts", "texts": digest_strings(texts)}
+    return cache.get_or_compute(parts, compute)
+
+
+def save_embeddings(directory: Path, split: Split, items: np.ndarray, texts: np.ndarray) -> None:
+    """Write ``items.npy`` (N, D), ``texts.npy`` (M, D) and ``index.json`` (item ids, texts and
+    ``text_to_item``), enough to recompute every retrieval metric independently."""
+    import io
+
+    directory = Path(directory)
+    for name, array in (("items.npy", items), ("texts.npy", texts)):
+        buf = io.BytesIO()
+        np.save(buf, array.astype(np.float32), allow_pickle=False)
+        atomic_write_bytes(directory / name, buf.getvalue())
+    atomic_write_json(
+        directory / "index.json",
+        {
+            "format": "vilem.embeddings/1",
+            "note": "rows are L2-normalised; similarity = items @ texts.T; "
+            "text j describes item text_to_item[j]",
+            "dataset": split.describe(),
+            "items": split.items,
+            "texts": split.texts,
+            "text_to_item": split.text_to_item.tolist(),
+        },
+    )
+
+
+def _timed(timings: dict[str, float], key: str, fn: Callable[[], Any]) -> Any:
+    start = time.perf_counter()
+    value = fn()
+    timings[key] = round(timings.get(key, 0.0) + time.perf_counter() - start, 4)
+    return value
+
+
+def evaluate(
+    model: RetrievalModel,
+    model_info: dict[str, Any],
+    split: Split,
+    task: str,
+    opts: EvalOptions,
+    save_embeddings_dir: Path | None = None,
+) -> dict[str, Any]:
+    """Run ``task`` on ``split`` and return a result record (see vilem.results)."""
+    if task not in TASKS:
+        from vilem.registry import closest
+
+        raise ConfigError(f"unknown task {task!r}{closest(task, list(TASKS))}; tasks: {TASKS}")
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    cache = EmbeddingCache(opts.cache_dir)
+    split = _timed(
+        timings, "validate_media", lambda: validate_media(split, opts.skip_bad_media, opts.quiet)
+    )
+    items = _timed(timings, "encode_items", lambda: encode_items(model, split, opts, cache))
+    extra: dict[str, Any] = {}
+    if task == "retrieval":
+        texts = _timed(
+            timings, "encode_texts", lambda: encode_texts(model, split.texts, opts, cache)
+        )
+        scores = _timed(
+            timings,
+            "metrics",
+            lambda: M.retrieval_metrics(
+                items, texts, split.text_to_item, bootstrap=opts.bootstrap, seed=opts.seed
+            ),
+        )
+        if save_embeddings_dir is not None:
+            save_embeddings(save_embeddings_dir, split, items, texts)
+    elif task == "probe":
+        probes = probes_for_split(split)
+        if not probes:
+            raise DataError(f"{split.dataset}/{split.split} yields no probes")
+        scores = _timed(timings, "probe", lambda: score_probes(model, items, probes, opts, cache))
+        extra["probes"] = len(probes)
+    else:
+        proofread = getattr(model, "proofread_split", None)
+        if proofread is None:
+            raise ConfigError(
+                f"task 'proofread' needs a ViLEM model with error-detection heads; "
+                f"{model_info.get('spec', 'this model')} has none"
+            )
+        scores = _timed(timings, "proofread", lambda: proofread(split, opts))
+        extra["examples"] = scores.pop("examples", [])
+    timings["total"] = round(time.perf_counter() - t0, 4)
+    extra["cache"] = {"hits": cache.hits, "misses": cache.misses}
+    intervals = scores.pop("intervals", {})
+    return make_result(
+        model=model_info,
+        dataset=split.describe(),
+        task=task,
+        metrics=scores,
+        intervals=intervals,
+        timings=timings,
+        seed=opts.seed,
+        extra=extra,
+    )
+
+
+def score_probes(
+    model: RetrievalModel,
+    items: np.ndarray,
+    probes: list[Probe],
+    opts: EvalOptions,
+    cache: EmbeddingCache,
+) -> dict[str, Any]:
+    pos = encode_texts(model, [p.positive for p in probes], opts, cache)
+    neg = encode_texts(model, [p.negative for p in probes], opts, cache)
+    item_emb = items[[p.item for p in probes]]
+    pos_scores = np.einsum("nd,nd->n", item_emb, pos)
+    neg_scores = np.einsum("nd,nd->n", item_emb, neg)
+    return M.probe_accuracy(
+        pos_scores,
+        neg_scores,
+        [p.category for p in probes],
+        bootstrap=opts.bootstrap,
+        seed=opts.seed,
+    )
