@@ -32,8 +32,19 @@ def test_read_json_names_the_file_and_line(tmp_path: Path):
 
 
 def test_resolve_inside_rejects_escapes(tmp_path: Path):
-    assert resolve_inside(tmp_path, "a/b.jpg") == (tmp_path / "a" / "b.jpg").resolve()
+    assert resolve_inside(tmp_path, "a/b.jpg") == tmp_path.absolute() / "a" / "b.jpg"
     with pytest.raises(DataError, match="outside the dataset root"):
         resolve_inside(tmp_path, "../../etc/passwd")
     with pytest.raises(DataError, match="outside the dataset root"):
         resolve_inside(tmp_path, "/etc/passwd")
+
+
+def test_resolve_inside_allows_a_symlinked_media_folder(tmp_path: Path):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "val2014").symlink_to(elsewhere)
+    assert resolve_inside(root, "val2014/x.jpg") == root.absolute() / "val2014" / "x.jpg"
+    with pytest.raises(DataError):
+        resolve_inside(root, "val2014/../../x.jpg")

@@ -59,7 +59,7 @@ def _metrics_table(result: dict) -> str:
         if isinstance(value, (int, float)):
             ci = intervals.get(key)
             rows.append([key, f"{value:.2f}", f"[{ci[0]:.2f}, {ci[1]:.2f}]" if ci else ""])
-    return tabulate(rows, headers=["metric", "value", "95% CI"])
+    return tabulate(rows, headers=["metric", "value", "95% CI"], disable_numparse=True)
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
@@ -79,7 +79,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         cache_dir=None if args.no_cache else resolve_cache_dir(args.cache_dir),
         quiet=args.quiet,
     )
-    split = load_split(args.dataset, args.split, root=args.root)
+    split = load_split(args.dataset, args.split, root=args.root, **_options(args.data_option))
     model = load_model(args.model, device=args.device)
     model_info = {"spec": args.model, **model.describe()}
     result = evaluate(
@@ -97,6 +97,21 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _options(pairs: list[str]) -> dict[str, object]:
+    """``KEY=VALUE`` flags -> adapter options (values parsed as YAML scalars)."""
+    import yaml
+
+    from vilem.errors import ConfigError
+
+    out: dict[str, object] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--data-option expects KEY=VALUE, got {pair!r}")
+        out[key] = yaml.safe_load(value)
+    return out
+
+
 def resolve_cache_dir(value: str | None) -> Path:
     from vilem.cache import default_cache_dir
 
@@ -111,6 +126,10 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dataset", required=True, help="dataset name (see `vilem datasets`)")
     p.add_argument("--root", help="dataset root (default: datasets/<name> or $VILEM_DATA/<name>)")
     p.add_argument("--split", default="test")
+    p.add_argument(
+        "--data-option", action="append", default=[], metavar="KEY=VALUE",
+        help="adapter option, e.g. annotation=dataset_coco.json (repeatable)",
+    )  # fmt: skip
     p.add_argument("--task", default="retrieval", choices=TASKS)
     p.add_argument("--out", type=Path, help="write the JSON result here")
     p.add_argument("--save-embeddings", type=Path, metavar="DIR", help="write .npy embeddings")
@@ -153,7 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="regenerate even if up to date")
     p.set_defaults(func=_cmd_data)
     _add_eval(sub)
-    for module in ("vilem.train.cli", "vilem.bench.cli"):
+    for module in ("vilem.train.cli", "vilem.bench.cli", "vilem.report.cli"):
         try:
             mod = __import__(module, fromlist=["add_parsers"])
         except ModuleNotFoundError as exc:

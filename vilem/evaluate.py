@@ -196,21 +196,23 @@ def evaluate(
         texts = _timed(
             timings, "encode_texts", lambda: encode_texts(model, split.texts, opts, cache)
         )
-        scores = _timed(
-            timings,
-            "metrics",
-            lambda: M.retrieval_metrics(
-                items, texts, split.text_to_item, bootstrap=opts.bootstrap, seed=opts.seed
-            ),
-        )
+        t2i, i2t = _timed(timings, "metrics", lambda: M.ranks(items, texts, split.text_to_item))
+        scores = M.metrics_from_ranks(t2i, i2t)
+        if opts.bootstrap:
+            scores["intervals"] = M.retrieval_intervals(
+                t2i, i2t, resamples=opts.bootstrap, seed=opts.seed
+            )
+        per_query = {"t2i_ranks": t2i.tolist(), "i2t_ranks": i2t.tolist()}
         if save_embeddings_dir is not None:
             save_embeddings(save_embeddings_dir, split, items, texts)
     elif task == "probe":
         probes = probes_for_split(split)
         if not probes:
             raise DataError(f"{split.dataset}/{split.split} yields no probes")
-        scores = _timed(timings, "probe", lambda: score_probes(model, items, probes, opts, cache))
-        extra["probes"] = len(probes)
+        scores, per_query = _timed(
+            timings, "probe", lambda: score_probes(model, items, probes, opts, cache)
+        )
+        extra["probe_counts"] = scores.pop("counts", {})
     else:
         proofread = getattr(model, "proofread_split", None)
         if proofread is None:
@@ -220,10 +222,11 @@ def evaluate(
             )
         scores = _timed(timings, "proofread", lambda: proofread(split, opts))
         extra["examples"] = scores.pop("examples", [])
+        per_query = scores.pop("per_query", None)
     timings["total"] = round(time.perf_counter() - t0, 4)
     extra["cache"] = {"hits": cache.hits, "misses": cache.misses}
     intervals = scores.pop("intervals", {})
-    return make_result(
+    result = make_result(
         model=model_info,
         dataset=split.describe(),
         task=task,
@@ -233,6 +236,9 @@ def evaluate(
         seed=opts.seed,
         extra=extra,
     )
+    if per_query is not None:
+        result["per_query"] = per_query
+    return result
 
 
 def score_probes(
@@ -241,16 +247,16 @@ def score_probes(
     probes: list[Probe],
     opts: EvalOptions,
     cache: EmbeddingCache,
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], dict[str, list]]:
+    """Probe accuracy, and per-probe correctness for paired comparisons."""
     pos = encode_texts(model, [p.positive for p in probes], opts, cache)
     neg = encode_texts(model, [p.negative for p in probes], opts, cache)
     item_emb = items[[p.item for p in probes]]
     pos_scores = np.einsum("nd,nd->n", item_emb, pos)
     neg_scores = np.einsum("nd,nd->n", item_emb, neg)
-    return M.probe_accuracy(
-        pos_scores,
-        neg_scores,
-        [p.category for p in probes],
-        bootstrap=opts.bootstrap,
-        seed=opts.seed,
+    categories = [p.category for p in probes]
+    scores = M.probe_accuracy(
+        pos_scores, neg_scores, categories, bootstrap=opts.bootstrap, seed=opts.seed
     )
+    per_query = {"correct": (pos_scores > neg_scores).astype(int).tolist(), "category": categories}
+    return scores, per_query

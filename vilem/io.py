@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +15,9 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` via a temp file in the same folder and an atomic rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
+    # os.open with 0o666 honours the umask (mkstemp would make every result file 0600)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -50,9 +52,12 @@ def read_json(path: str | os.PathLike, what: str = "JSON file") -> Any:
 
 
 def resolve_inside(root: Path, relative: str, what: str = "annotation path") -> Path:
-    """Join ``relative`` to ``root``, refusing anything that resolves outside ``root``."""
-    root = Path(root).resolve()
-    candidate = (root / relative).resolve()
-    if candidate != root and root not in candidate.parents:
+    """Join ``relative`` to ``root``, refusing absolute paths and ``..`` that climb above ``root``.
+
+    The check is lexical on purpose: a dataset folder that is a symlink (``val2014 -> /mnt/...``)
+    is the user's choice and stays allowed; an annotation that names a path outside the root is not.
+    """
+    rel = os.path.normpath(str(relative))
+    if os.path.isabs(rel) or rel == ".." or rel.startswith(".." + os.sep):
         raise DataError(f"{what} {relative!r} resolves outside the dataset root {root}")
-    return candidate
+    return Path(root).absolute() / rel

@@ -26,7 +26,8 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 def resize_center_crop(frames: np.ndarray, size: int) -> torch.Tensor:
     """uint8 (N, H, W, 3) -> float (N, 3, size, size) in [0, 1]: shorter side to ``size``
     (bicubic, antialiased), then a centre crop, as CLIP and timm eval transforms do."""
-    x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float().div_(255)
+    x = torch.from_numpy(np.require(frames, requirements=["C", "W"])).permute(0, 3, 1, 2)
+    x = x.float().div_(255)
     h, w = x.shape[-2:]
     scale = size / min(h, w)
     nh, nw = max(size, round(h * scale)), max(size, round(w * scale))

@@ -1,0 +1,206 @@
+import csv
+import io
+import json
+
+import pytest
+
+from vilem.errors import ConfigError, DataError
+from vilem.report.compare import Delta, paired_delta
+from vilem.report.leaderboard import collect, leaderboard
+
+
+def md_table(text: str) -> dict[str, dict[str, str]]:
+    """{model: {header: cell}} of the first Markdown table in ``text``."""
+    lines = [ln for ln in text.splitlines() if ln.startswith("|")]
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    rows = {}
+    for ln in lines[2:]:
+        cells = [c.strip() for c in ln.strip("|").split("|")]
+        if len(cells) != len(header):
+            break  # the next table
+        rows[cells[0].removesuffix(" (baseline)")] = dict(zip(header, cells, strict=True))
+    return rows
+
+
+def two_models(rec):
+    # A has the better recall, B the better (lower) median rank: the marks must follow direction
+    a = rec.retrieval("A", metrics={"t2i_R@1": 60.0, "t2i_medr": 3.0, "rsum": 300.0})
+    b = rec.retrieval("B", metrics={"t2i_R@1": 50.0, "t2i_medr": 2.0, "rsum": 290.0})
+    return [a, b]
+
+
+def test_best_value_is_marked_per_column_by_direction(rec):
+    rows = md_table(leaderboard(two_models(rec), "retrieval"))
+    assert rows["A"]["t2i_R@1 ↑"] == "**60.0**"
+    assert rows["B"]["t2i_R@1 ↑"] == "50.0"
+    # ranks: lower is better, so B (2) is the best, not A (3)
+    assert rows["B"]["t2i_medr ↓"] == "**2.0**"
+    assert rows["A"]["t2i_medr ↓"] == "3.0"
+
+
+def test_headers_carry_direction_arrows_in_every_format(rec):
+    records = two_models(rec)
+    md = leaderboard(records, "retrieval")
+    assert "t2i_R@1 ↑" in md and "t2i_medr ↓" in md
+    latex = leaderboard(records, "retrieval", fmt="latex")
+    assert r"t2i\_R@1 $\uparrow$" in latex and r"t2i\_medr $\downarrow$" in latex
+    html = leaderboard(records, "retrieval", fmt="html")
+    assert "t2i_R@1 ↑" in html and "t2i_medr ↓" in html
+
+
+def test_failed_cell_shows_failed_never_zero_and_missing_cell_a_dash(rec):
+    records = [
+        *two_models(rec),
+        rec.failed("C"),
+        rec.probe("D", {"color": [1, 0]}),  # D has no retrieval result at all
+    ]
+    rows = md_table(leaderboard(records, "retrieval"))
+    assert set(rows) == {"A", "B", "C", "D"}
+    assert rows["C"]["rsum ↑"] == "failed" and rows["C"]["t2i_R@1 ↑"] == "failed"
+    assert "0.0" not in "".join(rows["C"].values())
+    assert rows["D"]["rsum ↑"] == "—" and rows["D"]["t2i_medr ↓"] == "—"
+    # rows: finished runs by the main metric (best first), then failed, then missing
+    assert list(rows) == ["A", "B", "C", "D"]
+
+
+def test_interval_is_shown_compactly_symmetric_or_not(rec):
+    a = rec.retrieval(
+        "A",
+        metrics={"t2i_R@1": 61.2, "rsum": 300.0},
+        intervals={"t2i_R@1": [59.9, 62.5], "rsum": [290.0, 305.0]},
+    )
+    rows = md_table(leaderboard([a], "retrieval"))
+    assert rows["A"]["t2i_R@1 ↑"] == "61.2 ±1.3"
+    assert rows["A"]["rsum ↑"] == "300.0 +5.0/−10.0"
+
+
+def test_delta_vs_baseline_has_hand_checked_sign_and_significance(rec):
+    n = 20
+    records = [
+        rec.retrieval("good", [1] * n),  # every query at rank 1: rsum 600
+        rec.retrieval("base", [50] * n),  # every query at rank 50: rsum 0
+        rec.retrieval("same", [50] * n),  # identical to the baseline
+    ]
+    rows = md_table(leaderboard(records, "retrieval", baseline="base"))
+    assert rows["good"]["Δ rsum"] == "+600.0 [+600.0, +600.0] †"
+    assert rows["same"]["Δ rsum"] == "+0.0 [+0.0, +0.0]"
+    assert rows["base"]["Δ rsum"] == "baseline"
+    # with the good model as baseline the sign flips
+    rows = md_table(leaderboard(records, "retrieval", baseline="good"))
+    assert rows["base"]["Δ rsum"] == "−600.0 [−600.0, −600.0] †"
+
+
+def test_delta_interval_is_na_without_per_query_results(rec):
+    records = [
+        rec.retrieval("new", [1] * 5, per_query=False),
+        rec.retrieval("base", [50] * 5),
+    ]
+    text = leaderboard(records, "retrieval", baseline="base")
+    assert md_table(text)["new"]["Δ rsum"] == "+600.0 [n/a]"
+    assert "no per-query results for the model" in text
+
+
+def test_paired_probe_delta_resamples_within_category(rec):
+    base = rec.probe("base", {"color": [0] * 10, "shape": [1] * 10})
+    new = rec.probe("new", {"color": [1] * 10, "shape": [1] * 10})
+    d = paired_delta(new, base, "macro")
+    # color +100, shape +0 in every resample: the macro delta is exactly +50
+    assert (d.value, d.lo, d.hi, d.verdict) == (50.0, 50.0, 50.0, "beats")
+    assert paired_delta(new, base, "acc_shape").verdict == "tie"
+
+
+def test_delta_verdict_follows_metric_direction():
+    # a lower median rank is better: a negative delta with an interval below 0 beats
+    assert Delta("t2i_medr", -3.0, -4.0, -2.0, higher_is_better=False).verdict == "beats"
+    assert Delta("rsum", -3.0, -4.0, -2.0, higher_is_better=True).verdict == "worse"
+    assert Delta("rsum", 1.0, -1.0, 2.0, higher_is_better=True).verdict == "tie"
+    assert Delta("rsum", 1.0, None, None, higher_is_better=True).verdict == "unknown"
+
+
+def test_one_table_per_dataset_and_split(rec):
+    records = [
+        rec.retrieval("A", dataset="coco"),
+        rec.retrieval("A", dataset="flickr30k"),
+        rec.retrieval("B", dataset="coco"),
+    ]
+    text = leaderboard(records, "retrieval")
+    assert "### coco/test — retrieval" in text and "### flickr30k/test — retrieval" in text
+    flickr = text[text.index("### flickr30k") :]
+    assert md_table(flickr)["B"]["rsum ↑"] == "—"
+    only = leaderboard(records, "retrieval", dataset="coco/test")
+    assert "flickr30k" not in only
+
+
+def test_csv_has_interval_columns_best_star_and_status(rec):
+    records = [
+        rec.retrieval("A", metrics={"rsum": 300.0}, intervals={"rsum": [295.0, 305.0]}),
+        rec.retrieval("B", metrics={"rsum": 200.0}),
+        rec.failed("C"),
+    ]
+    rows = list(csv.DictReader(io.StringIO(leaderboard(records, "retrieval", fmt="csv"))))
+    by = {r["model"]: r for r in rows}
+    assert by["A"]["rsum ↑"] == "300.0*" and by["A"]["rsum_lo"] == "295.0"
+    assert by["A"]["rsum_hi"] == "305.0"
+    assert by["B"]["rsum ↑"] == "200.0" and by["B"]["rsum_lo"] == ""
+    assert by["C"]["status"] == "failed" and by["C"]["rsum ↑"] == "failed"
+    assert {r["dataset"] for r in rows} == {"synthetic"}
+
+
+def test_latex_is_booktabs_with_bold_best_and_escaped_names(rec):
+    records = [
+        rec.retrieval("my_model", metrics={"rsum": 300.0}),
+        rec.retrieval("B", metrics={"rsum": 200.0}),
+    ]
+    text = leaderboard(records, "retrieval", fmt="latex")
+    for rule in (r"\toprule", r"\midrule", r"\bottomrule"):
+        assert text.count(rule) == 1
+    assert r"\hline" not in text
+    assert r"my\_model" in text and r"\textbf{300.0}" in text
+
+
+def test_html_table_marks_best_in_strong(rec):
+    text = leaderboard(two_models(rec), "retrieval", fmt="html")
+    assert "<table>" in text and "<strong>60.0</strong>" in text and "<strong>2.0</strong>" in text
+
+
+def test_collect_reports_and_skips_corrupt_foreign_and_wrong_version_files(rec, tmp_path):
+    rec.save(tmp_path, [rec.retrieval("A"), rec.failed("B")])
+    (tmp_path / "corrupt.json").write_text('{"schema": "vilem.result", ')
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "foreign.json").write_text(json.dumps({"loss": 1.0}))
+    old = rec.retrieval("C")
+    old["schema_version"] = 99
+    (tmp_path / "old.json").write_text(json.dumps(old))
+    (tmp_path / "notes.txt").write_text("not json, not looked at")
+    records, problems = collect(tmp_path)
+    assert sorted(r["model"]["spec"] for r in records) == ["A", "B"]
+    reasons = {p.path.rsplit("/", 1)[-1]: p.reason for p in problems}
+    assert set(reasons) == {"corrupt.json", "foreign.json", "old.json"}
+    assert "not valid JSON" in reasons["corrupt.json"]
+    assert "not a vilem result file" in reasons["foreign.json"]
+    assert "schema version 99" in reasons["old.json"]
+    # the failed cell is kept, and shown as failed
+    assert "failed" in leaderboard(records, "retrieval")
+
+
+def test_collect_keeps_the_finished_duplicate_and_reports_the_other(rec, tmp_path):
+    rec.save(tmp_path / "run1", [rec.failed("A")])
+    rec.save(tmp_path / "run2", [rec.retrieval("A")])
+    records, problems = collect(tmp_path)
+    assert [r["status"] for r in records] == ["ok"]
+    assert len(problems) == 1 and "duplicate" in problems[0].reason
+
+
+def test_collect_of_a_missing_folder_is_a_clear_error(tmp_path):
+    with pytest.raises(DataError, match="results folder not found"):
+        collect(tmp_path / "nope")
+
+
+def test_unknown_baseline_task_or_metric_suggests_the_closest(rec):
+    records = two_models(rec)
+    with pytest.raises(ConfigError, match="did you mean 'A'"):
+        leaderboard(records, "retrieval", baseline="Ax")
+    with pytest.raises(ConfigError, match="did you mean 'retrieval'"):
+        leaderboard(records, "retreival")
+    with pytest.raises(ConfigError, match="did you mean 't2i_R@1'"):
+        leaderboard(records, "retrieval", metrics=["t2i_R1"])

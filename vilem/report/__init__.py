@@ -1,0 +1,16 @@
+"""Leaderboards, plots and reports built from result files (see vilem.results)."""
+
+from typing import Any
+
+from vilem.report.leaderboard import FORMATS, Problem, collect, leaderboard
+
+__all__ = ["FORMATS", "Problem", "build_report", "collect", "leaderboard"]
+
+
+def __getattr__(name: str) -> Any:
+    # build_report pulls in matplotlib; importing it lazily keeps `vilem leaderboard` light
+    if name == "build_report":
+        from vilem.report.report import build_report
+
+        return build_report
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
