@@ -17,7 +17,8 @@ def test_sugarcrepe_items_texts_and_probes(tmp_path: Path):
         "1": {"filename": "2.jpg", "caption": "a tall man", "negative_caption": "a short man"},
     })  # fmt: skip
     write(tmp_path, "swap_obj", {
-        "0": {"filename": "1.jpg", "caption": "a bus by a car", "negative_caption": "a car by a bus"},
+        "0": {"filename": "1.jpg", "caption": "a bus by a car",
+              "negative_caption": "a car by a bus"},
     })  # fmt: skip
     split = load_split("sugarcrepe", "test", root=tmp_path)
     assert split.items == ["1.jpg", "2.jpg"]
