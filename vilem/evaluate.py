@@ -214,13 +214,14 @@ def evaluate(
         )
         extra["probe_counts"] = scores.pop("counts", {})
     else:
-        proofread = getattr(model, "proofread_split", None)
-        if proofread is None:
+        if not can_proofread(model):
             raise ConfigError(
                 f"task 'proofread' needs a ViLEM model with error-detection heads; "
                 f"{model_info.get('spec', 'this model')} has none"
             )
-        scores = _timed(timings, "proofread", lambda: proofread(split, opts))
+        from vilem.proofread import proofread_split
+
+        scores = _timed(timings, "proofread", lambda: proofread_split(model, split, opts))
         extra["examples"] = scores.pop("examples", [])
         per_query = scores.pop("per_query", None)
     timings["total"] = round(time.perf_counter() - t0, 4)
@@ -239,6 +240,11 @@ def evaluate(
     if per_query is not None:
         result["per_query"] = per_query
     return result
+
+
+def can_proofread(model: RetrievalModel) -> bool:
+    """Whether the model has the ViLEM error-detection/correction heads."""
+    return bool(getattr(model, "has_proofreading_heads", False))
 
 
 def score_probes(

@@ -127,9 +127,8 @@ class Runner:
         the model spec to evaluate."""
         if entry.spec:
             return entry.spec
-        from vilem.train.loop import train
-
         from vilem.train.config import load_config
+        from vilem.train.loop import train
 
         out_dir = self.model_dir(entry.name)
         final = out_dir / "model"
@@ -167,11 +166,11 @@ class Runner:
         return self._models[entry.name]
 
     def run_cell(self, cell: Cell, model_spec: str) -> dict[str, Any]:
-        from vilem.evaluate import EvalOptions, evaluate
+        from vilem.evaluate import EvalOptions, can_proofread, evaluate
 
         entry = self.spec.model(cell.model)
         model = self.model(entry, model_spec)
-        if cell.task == "proofread" and not hasattr(model, "proofread_split"):
+        if cell.task == "proofread" and not can_proofread(model):
             return {"not_applicable": True}
         opts = EvalOptions(
             bootstrap=self.spec.bootstrap, seed=self.spec.seed, frames=self.spec.frames,

