@@ -1,0 +1,402 @@
+"""Metric semantics pinned by hand-computed cases, plus property tests against a naive sort."""
+
+import tracemalloc
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from vilem import metrics as M
+from vilem.errors import ConfigError, DataError
+
+# With one-hot items, text t's embedding row IS its score row: score(t, i) = texts[t, i], exact
+# in float32, so each test below writes its similarity matrix directly (rows: texts).
+ONE_HOT_3 = np.eye(3, dtype=np.float32)
+
+# 3 items x 6 texts, 2 captions per item (text -> item: 0 0 1 1 2 2)
+#                    item0 item1 item2
+SIMS_3x6 = np.array(
+    [
+        [0.25, 0.10, 0.20],  # t0 (item0): nothing else >= .25          -> t2i rank 1
+        [0.70, 0.50, 0.40],  # t1 (item0): .70 is the row max           -> 1
+        [0.20, 0.80, 0.10],  # t2 (item1)                               -> 1
+        [0.60, 0.40, 0.70],  # t3 (item1): .60 and .70 beat .40         -> 3
+        [0.10, 0.20, 0.30],  # t4 (item2)                               -> 1
+        [0.50, 0.60, 0.20],  # t5 (item2): .50 and .60 beat .20         -> 3
+    ],
+    dtype=np.float32,
+)
+OWNER_3x6 = np.array([0, 0, 1, 1, 2, 2])
+# item->text, best positive per column:
+#   item0 column .25 .70 .20 .60 .10 .50, positives t0 (.25), t1 (.70): best .70, no negative
+#         above it -> rank 1 (t0 alone would rank 3: it is the SECOND caption that counts)
+#   item1 column .10 .50 .80 .40 .20 .60, positives t2 (.80), t3 (.40): best .80 -> rank 1
+#   item2 column .20 .40 .10 .70 .30 .20, positives t4 (.30), t5 (.20): best .30, negatives
+#         t1 (.40) and t3 (.70) are above it -> rank 3
+T2I_3x6 = [1, 1, 1, 3, 1, 3]
+I2T_3x6 = [1, 1, 3]
+
+
+def naive_ranks(items, texts, owner):
+    """Reference: full similarity matrix and a sort per query, ties placing negatives first."""
+    sims = texts @ items.T
+    t2i = []
+    for t, row in enumerate(sims):
+        positive = np.arange(len(items)) == owner[t]
+        order = np.lexsort((positive, -row))  # by score descending, then negatives first
+        t2i.append(int(np.flatnonzero(positive[order])[0]) + 1)
+    i2t = []
+    for i, col in enumerate(sims.T):
+        positive = owner == i
+        order = np.lexsort((positive, -col))
+        i2t.append(int(np.flatnonzero(positive[order])[0]) + 1)
+    return np.array(t2i), np.array(i2t)
+
+
+# ------------------------------------------------------------------------------ hand cases
+
+
+def test_perfect_single_caption_retrieval_is_rank_one_everywhere():
+    t2i, i2t = M.ranks(ONE_HOT_3, ONE_HOT_3, [0, 1, 2])
+    assert t2i.tolist() == [1, 1, 1] and i2t.tolist() == [1, 1, 1]
+    out = M.retrieval_metrics(ONE_HOT_3, ONE_HOT_3, [0, 1, 2])
+    assert out["rsum"] == 600.0 and out["t2i_R@1"] == 100.0 and out["i2t_medr"] == 1.0
+    assert "intervals" not in out
+
+
+def test_two_captions_per_item_item_to_text_uses_the_best_positive():
+    t2i, i2t = M.ranks(ONE_HOT_3, SIMS_3x6, OWNER_3x6)
+    assert t2i.tolist() == T2I_3x6
+    assert i2t.tolist() == I2T_3x6
+    out = M.retrieval_metrics(ONE_HOT_3, SIMS_3x6, OWNER_3x6)
+    assert out["t2i_R@1"] == pytest.approx(400 / 6)  # 4 of 6 texts at rank 1
+    assert out["i2t_R@1"] == pytest.approx(200 / 3)  # 2 of 3 items
+    assert out["t2i_R@5"] == out["i2t_R@5"] == out["t2i_R@10"] == out["i2t_R@10"] == 100.0
+    assert out["rsum"] == pytest.approx(400 / 6 + 200 / 3 + 400)
+    assert out["t2i_medr"] == 1.0 and out["t2i_meanr"] == pytest.approx(10 / 6)
+    assert out["i2t_medr"] == 1.0 and out["i2t_meanr"] == pytest.approx(5 / 3)
+
+
+def test_a_negative_tied_with_the_positive_ranks_before_it_whatever_its_index():
+    # t0 (item1) scores .5 on item1 and .5 on item0 (lower index) -> rank 2
+    # t1 (item0) scores .5 on item0 and .5 on item2 (higher index) -> rank 2 too
+    # t2 (item2) scores .9 on item2, .5 elsewhere                   -> rank 1
+    sims = np.array([[0.5, 0.5, 0.1], [0.5, 0.1, 0.5], [0.5, 0.5, 0.9]], np.float32)
+    t2i, i2t = M.ranks(ONE_HOT_3, sims, [1, 0, 2])
+    assert t2i.tolist() == [2, 2, 1]
+    # item0 column .5 .5 .5, positive t1: negatives t0, t2 tie it        -> 3
+    # item1 column .5 .1 .5, positive t0: negative t2 ties it            -> 2
+    # item2 column .1 .5 .9, positive t2 (.9)                            -> 1
+    assert i2t.tolist() == [3, 2, 1]
+
+
+def test_positives_tied_at_the_best_score_do_not_push_each_other_down():
+    # one item, texts: positive .5, negative .5 (other item), positive .5, negative .2
+    items = np.eye(2, dtype=np.float32)
+    sims = np.array([[0.5, 0.0], [0.5, 1.0], [0.5, 0.0], [0.2, 0.9]], np.float32)
+    _, i2t = M.ranks(items, sims, [0, 1, 0, 1])
+    assert i2t[0] == 2  # 1 + one negative (t1) at >= .5; the other positive does not count
+
+
+def test_all_equal_scores_give_the_worst_rank():
+    items = np.ones((3, 2), np.float32)
+    texts = np.ones((6, 2), np.float32)  # every score is 2
+    t2i, i2t = M.ranks(items, texts, OWNER_3x6)
+    assert t2i.tolist() == [3] * 6  # both other items tie the positive
+    assert i2t.tolist() == [5] * 3  # 1 + four negatives tie the best positive
+    out = M.retrieval_metrics(items, texts, OWNER_3x6)
+    assert out["t2i_R@1"] == 0.0 and out["i2t_R@5"] == 100.0 and out["i2t_R@1"] == 0.0
+
+
+def test_custom_ks_name_the_metrics_and_rsum_sums_them():
+    out = M.retrieval_metrics(ONE_HOT_3, SIMS_3x6, OWNER_3x6, ks=(1, 2))
+    # t2i ranks 1 1 1 3 1 3: R@2 = 4/6; i2t ranks 1 1 3: R@2 = 2/3
+    assert out["t2i_R@2"] == pytest.approx(400 / 6) and out["i2t_R@2"] == pytest.approx(200 / 3)
+    assert out["rsum"] == pytest.approx(2 * (400 / 6 + 200 / 3))
+    assert "t2i_R@10" not in out
+
+
+# ------------------------------------------------------------------------------ chunking
+
+
+def _random_case(rng, n, m, d, grid):
+    owner = np.concatenate([np.arange(n), rng.integers(0, n, m - n)])
+    rng.shuffle(owner)
+    if grid:  # small integers: every product and sum is exact, so ties are real and frequent
+        items = rng.integers(-2, 3, (n, d)).astype(np.float32)
+        texts = rng.integers(-2, 3, (m, d)).astype(np.float32)
+    else:
+        items = rng.standard_normal((n, d)).astype(np.float32)
+        texts = rng.standard_normal((m, d)).astype(np.float32)
+        items /= np.linalg.norm(items, axis=1, keepdims=True)
+        texts /= np.linalg.norm(texts, axis=1, keepdims=True)
+    return items, texts, owner
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.data())
+def test_chunked_ranks_equal_a_naive_sort_for_any_chunk_size(data):
+    n = data.draw(st.integers(1, 9), label="items")
+    m = n + data.draw(st.integers(0, 14), label="extra texts")
+    d = data.draw(st.integers(1, 4), label="dim")
+    seed = data.draw(st.integers(0, 2**32 - 1), label="seed")
+    items, texts, owner = _random_case(np.random.default_rng(seed), n, m, d, grid=True)
+    expected = naive_ranks(items, texts, owner)
+    for chunk in (1, data.draw(st.integers(2, m + 1), label="chunk"), 4096):
+        t2i, i2t = M.ranks(items, texts, owner, chunk_size=chunk)
+        assert t2i.tolist() == expected[0].tolist()
+        assert i2t.tolist() == expected[1].tolist()
+    # no room to keep near-ties: every item with a tied negative takes the exact fallback
+    t2i, i2t = M._ranks(items, texts, owner, chunk=3, window_budget=0)
+    assert t2i.tolist() == expected[0].tolist() and i2t.tolist() == expected[1].tolist()
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_chunked_ranks_equal_a_naive_sort_on_float_embeddings(seed):
+    rng = np.random.default_rng(seed)
+    items, texts, owner = _random_case(rng, 40, 130, 8, grid=False)
+    texts[::7] = items[owner[::7]]  # exact copies of an item score at the top, with ties
+    expected = naive_ranks(items, texts, owner)
+    for chunk in (1, 16, 129, 1000):
+        t2i, i2t = M.ranks(items, texts, owner, chunk_size=chunk)
+        np.testing.assert_array_equal(t2i, expected[0])
+        np.testing.assert_array_equal(i2t, expected[1])
+
+
+def test_exact_fallback_gives_the_same_ranks_when_the_rounding_window_is_too_narrow(monkeypatch):
+    # a zero-width window misses most best-positive scores: those items are recomputed row-wise
+    monkeypatch.setattr(M, "_EPS_SCALE", 0.0)
+    rng = np.random.default_rng(7)
+    items, texts, owner = _random_case(rng, 30, 90, 33, grid=False)
+    expected = naive_ranks(items, texts, owner)
+    t2i, i2t = M.ranks(items, texts, owner, chunk_size=17)
+    np.testing.assert_array_equal(t2i, expected[0])
+    np.testing.assert_array_equal(i2t, expected[1])
+
+
+def test_memory_scales_with_the_chunk_not_with_items_times_texts():
+    rng = np.random.default_rng(0)
+    items, texts, owner = _random_case(rng, 2000, 4000, 16, grid=False)
+    full_matrix = 2000 * 4000 * 4  # 32 MB of float32
+    tracemalloc.start()
+    try:
+        M.ranks(items, texts, owner, chunk_size=64)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < full_matrix / 4, f"peak {peak / 1e6:.1f} MB"
+
+
+# ------------------------------------------------------------------------------ bootstrap
+
+
+def _model_ranks(rng, n_texts, n_items):
+    # a mediocre model: ranks spread over 1..20
+    return rng.integers(1, 21, n_texts), rng.integers(1, 21, n_items)
+
+
+def test_bootstrap_intervals_contain_the_point_estimate_and_are_seeded():
+    rng = np.random.default_rng(3)
+    items, texts, owner = _random_case(rng, 60, 300, 6, grid=False)
+    out = M.retrieval_metrics(items, texts, owner, bootstrap=200, seed=11)
+    intervals = out["intervals"]
+    assert set(intervals) == {k for k in out if k != "intervals"}
+    for name, (lo, hi) in intervals.items():
+        assert lo <= out[name] <= hi, name
+    again = M.retrieval_metrics(items, texts, owner, bootstrap=200, seed=11)["intervals"]
+    other = M.retrieval_metrics(items, texts, owner, bootstrap=200, seed=12)["intervals"]
+    assert again == intervals
+    assert other != intervals
+
+
+def test_bootstrap_intervals_shrink_with_more_queries():
+    rng = np.random.default_rng(0)
+    small = M.retrieval_intervals(*_model_ranks(rng, 100, 20), resamples=300)
+    large = M.retrieval_intervals(*_model_ranks(rng, 10_000, 2_000), resamples=300)
+    for name in ("t2i_R@5", "i2t_R@10", "rsum", "t2i_meanr"):
+        width_small = small[name][1] - small[name][0]
+        width_large = large[name][1] - large[name][0]
+        assert width_large < width_small / 3, name  # ~ 1 / sqrt(100) shrink expected
+
+
+def test_bootstrap_resamples_the_right_query_set_for_each_direction():
+    # every text is found at rank 1, items never: t2i intervals collapse, i2t ones do too,
+    # rsum is their sum, and medr of a constant rank is that rank
+    out = M.retrieval_intervals(np.ones(50, int), np.full(7, 30), resamples=50)
+    assert out["t2i_R@1"] == [100.0, 100.0] and out["i2t_R@10"] == [0.0, 0.0]
+    assert out["rsum"] == [300.0, 300.0] and out["i2t_medr"] == [30.0, 30.0]
+
+
+# ------------------------------------------------------------------------------ paired delta
+
+
+def test_paired_delta_of_a_model_with_itself_is_zero_with_zero_width():
+    rng = np.random.default_rng(0)
+    r = _model_ranks(rng, 500, 100)
+    delta, lo, hi = M.paired_bootstrap_delta(r, r, M.retrieval_metric_fn("rsum"), B=200, seed=1)
+    assert (delta, lo, hi) == (0.0, 0.0, 0.0)
+
+
+def test_paired_delta_is_a_minus_b_and_detects_a_consistent_small_gain():
+    rng = np.random.default_rng(1)
+    base = rng.integers(1, 30, 400)
+    better = base.copy()
+    better[:40] = 1  # 40 more queries at rank 1 (some were already there)
+    gain = 100.0 * (np.mean(better == 1) - np.mean(base == 1))
+
+    def r_at_1(r):
+        return M.recall_at_k(r, 1)
+
+    delta, lo, hi = M.paired_bootstrap_delta(better, base, r_at_1, B=500, seed=0)
+    assert delta == pytest.approx(gain)
+    assert 0.0 < lo <= delta <= hi  # every resample favours `better`: significant
+    reverse = M.paired_bootstrap_delta(base, better, r_at_1, B=500, seed=0)
+    assert reverse == pytest.approx((-delta, -hi, -lo))
+
+
+def test_paired_delta_needs_the_same_queries():
+    with pytest.raises(DataError, match="same queries"):
+        M.paired_bootstrap_delta(np.ones(5), np.ones(6), np.mean, B=10, seed=0)
+
+
+def test_retrieval_metric_fn_matches_metrics_from_ranks():
+    rng = np.random.default_rng(2)
+    r = _model_ranks(rng, 300, 60)
+    table = M.metrics_from_ranks(*r)
+    for name, value in table.items():
+        assert M.retrieval_metric_fn(name)(r) == pytest.approx(value), name
+    with pytest.raises(ConfigError, match="did you mean"):
+        M.retrieval_metric_fn("t2i_medianr")
+
+
+# ------------------------------------------------------------------------------ probes
+
+
+def test_probe_accuracy_counts_ties_as_wrong_per_category_and_overall():
+    pos = [0.5, 0.3, 0.2, 1.0, 1.0]
+    neg = [0.4, 0.3, 0.6, 0.0, 0.0]
+    cats = ["colour", "colour", "colour", "shape", "shape"]
+    out = M.probe_accuracy(pos, neg, cats)
+    # colour: right, tie (wrong), wrong -> 1/3; shape: 2/2
+    assert out["acc_colour"] == pytest.approx(100 / 3) and out["acc_shape"] == 100.0
+    assert out["macro"] == pytest.approx((100 / 3 + 100) / 2)
+    assert out["overall"] == pytest.approx(60.0)  # 3 of 5
+    assert out["counts"] == {"colour": 3, "shape": 2}
+
+
+def test_probe_bootstrap_intervals_per_category_are_seeded_and_contain_the_estimate():
+    rng = np.random.default_rng(0)
+    pos = rng.standard_normal(600)
+    neg = pos - rng.standard_normal(600) + 0.3  # ~40% right
+    cats = np.repeat(["a", "b", "c"], 200)
+    neg[cats == "c"] = pos[cats == "c"] - 1.0  # category c always right
+    out = M.probe_accuracy(pos, neg, cats, bootstrap=300, seed=5)
+    assert set(out["intervals"]) == {"overall", "macro", "acc_a", "acc_b", "acc_c"}
+    for name, (lo, hi) in out["intervals"].items():
+        assert lo <= out[name] <= hi, name
+    assert out["intervals"]["acc_c"] == [100.0, 100.0]
+    lo, hi = out["intervals"]["acc_a"]
+    assert 0 < hi - lo < 20
+    assert M.probe_accuracy(pos, neg, cats, bootstrap=300, seed=5)["intervals"] == out["intervals"]
+
+
+def test_probe_accuracy_rejects_bad_input():
+    with pytest.raises(DataError, match="equal-length"):
+        M.probe_accuracy([1.0, 2.0], [1.0], ["a", "a"])
+    with pytest.raises(DataError, match="NaN"):
+        M.probe_accuracy([np.nan], [1.0], ["a"])
+
+
+# ------------------------------------------------------------------------------ proofreading
+
+
+def _proofread_case():
+    prob = np.array([[0.9, 0.6, 0.4, 0.2], [0.5, 0.7, 0.99, 0.1]])
+    err = np.array([[1, 0, 1, 0], [1, 0, 1, 1]])
+    valid = np.array([[1, 1, 1, 1], [1, 1, 0, 0]], bool)  # last two tokens: padding
+    return prob, err, valid
+
+
+def test_proofreading_precision_recall_f1_ap_on_a_hand_case():
+    out = M.proofreading_metrics(*_proofread_case())
+    # valid tokens: p .9 .6 .4 .2 .5 .7, edited 1 0 1 0 1 0; flagged (> .5): .9 .6 .7
+    # TP = 1 (.9), FP = 2 (.6, .7), FN = 2 (.4, .5: exactly .5 is not flagged)
+    assert out["ed_precision"] == pytest.approx(100 / 3)
+    assert out["ed_recall"] == pytest.approx(100 / 3)
+    assert out["ed_f1"] == pytest.approx(100 / 3)
+    # by score: .9(+) .7 .6 .5(+) .4(+) .2 -> precision at each recall step: 1/1, 2/4, 3/5
+    # AP = 1/3 * (1 + 1/2 + 3/5) = 0.7
+    assert out["ed_ap"] == pytest.approx(70.0)
+    assert out["counts"] == {"tokens": 6, "edited": 3, "flagged": 3}
+    assert "ec_accuracy" not in out
+
+
+def test_proofreading_correction_accuracy_counts_only_truly_edited_valid_tokens():
+    prob, err, valid = _proofread_case()
+    target = np.array([[10, 11, 12, 13], [14, 15, 16, 17]])
+    pred = np.array([[10, 0, 0, 0], [14, 0, 0, 0]])  # right at 2 of the 3 edited valid tokens
+    out = M.proofreading_metrics(prob, err, valid, pred, target)
+    assert out["ec_accuracy"] == pytest.approx(200 / 3)
+
+
+def test_average_precision_matches_scikit_learn_with_ties():
+    from sklearn.metrics import average_precision_score
+
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        y = rng.random(50) < 0.3
+        y[0] = True
+        scores = rng.integers(0, 6, 50) / 5  # many tied scores
+        assert M.average_precision(y, scores) == pytest.approx(average_precision_score(y, scores))
+
+
+def test_proofreading_rejects_mismatched_shapes_and_no_edits():
+    prob, err, valid = _proofread_case()
+    with pytest.raises(DataError, match="same shape"):
+        M.proofreading_metrics(prob, err[:1], valid)
+    with pytest.raises(DataError, match="edited token"):
+        M.proofreading_metrics(prob, np.zeros_like(err), valid)
+    with pytest.raises(DataError, match="together"):
+        M.proofreading_metrics(prob, err, valid, correction_pred=err)
+
+
+# ------------------------------------------------------------------------------ inputs, table
+
+
+@pytest.mark.parametrize(
+    ("items", "texts", "owner", "message"),
+    [
+        (np.eye(2), np.eye(3), [0, 1, 1], "dim"),
+        (np.eye(2), np.eye(2), [0, 1, 1], "one entry per text"),
+        (np.eye(2), np.eye(2), [0, 2], "not an item index"),
+        (np.eye(2), np.eye(2), [0, 0], "have no text"),
+        (np.eye(2), np.eye(2), [0.0, 1.0], "integer"),
+        (np.eye(2), np.array([[np.nan, 0.0], [0.0, 1.0]]), [0, 1], "NaN"),
+        (np.zeros((0, 2)), np.eye(2), [0, 1], "non-empty"),
+    ],
+)
+def test_bad_retrieval_input_is_a_data_error(items, texts, owner, message):
+    with pytest.raises(DataError, match=message):
+        M.retrieval_metrics(items, texts, owner)
+
+
+def test_bad_parameters_are_config_errors():
+    with pytest.raises(ConfigError, match="chunk_size"):
+        M.ranks(ONE_HOT_3, ONE_HOT_3, [0, 1, 2], chunk_size=0)
+    with pytest.raises(ConfigError, match="repeated"):
+        M.retrieval_metrics(ONE_HOT_3, ONE_HOT_3, [0, 1, 2], ks=(1, 1))
+    with pytest.raises(ConfigError, match="bootstrap"):
+        M.retrieval_metrics(ONE_HOT_3, ONE_HOT_3, [0, 1, 2], bootstrap=-1)
+
+
+def test_metric_info_knows_every_reported_metric_and_its_direction():
+    out = M.retrieval_metrics(ONE_HOT_3, SIMS_3x6, OWNER_3x6)
+    for name in out:
+        info = M.metric_info(name)
+        assert info["higher_is_better"] == ("medr" not in name and "meanr" not in name)
+        assert info["display"]
+    for name in ("macro", "overall", "ed_f1", "ed_ap", "ec_accuracy", "acc_colour"):
+        assert M.metric_info(name)["higher_is_better"] is True
+    with pytest.raises(ConfigError, match="did you mean 'rsum'"):
+        M.metric_info("rsun")
