@@ -12,9 +12,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     from vilem.bench.runner import Runner
     from vilem.bench.spec import load_spec
 
-    spec = load_spec(args.spec, quick=args.quick)
-    if args.out:
-        spec.out = str(args.out)
+    spec = load_spec(args.spec, quick=args.quick, out=str(args.out) if args.out else None)
     summary = Runner(spec, rerun=args.rerun, quiet=args.quiet, device=args.device).run()
     print(
         f"[bench] {spec.name}: {len(summary.done)} run, {len(summary.skipped)} already done, "

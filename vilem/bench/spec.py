@@ -102,9 +102,27 @@ def _mapping(value: Any, where: str) -> dict:
     return value
 
 
-def parse_spec(raw: Any, source: str = "spec", quick: bool = False) -> BenchSpec:
-    """Validate a spec mapping; with ``quick``, apply its ``quick`` section first."""
+def _fill_out(value: Any, out: str) -> Any:
+    """Replace ``{out}`` in every string of a spec with the results folder."""
+    if isinstance(value, str):
+        return value.replace("{out}", out)
+    if isinstance(value, list):
+        return [_fill_out(v, out) for v in value]
+    if isinstance(value, dict):
+        return {k: _fill_out(v, out) for k, v in value.items()}
+    return value
+
+
+def parse_spec(
+    raw: Any, source: str = "spec", quick: bool = False, out: str | None = None
+) -> BenchSpec:
+    """Validate a spec mapping; with ``quick``, apply its ``quick`` section first. ``out``
+    overrides the spec's results folder; ``{out}`` in any string stands for that folder."""
     raw = _mapping(raw, source)
+    if out is None:
+        out = str(raw.get("out", f"runs/bench/{raw.get('name', 'bench')}"))
+        out = out.rstrip("/") + ("-quick" if quick else "")
+    raw = _fill_out(raw, out)
     _check_keys(raw, _TOP, source)
     quick_section = _mapping(raw.get("quick", {}), f"{source}: quick")
     _check_keys(quick_section, _QUICK_KEYS, f"{source}: quick")
@@ -139,7 +157,10 @@ def parse_spec(raw: Any, source: str = "spec", quick: bool = False) -> BenchSpec
         _check_keys(entry, _DATASET_KEYS, f"{source}: datasets.{name}")
         if "dataset" not in entry:
             raise ConfigError(f"{source}: datasets.{name} needs 'dataset' (an adapter name)")
-        merged = {**entry, "options": {**entry.get("options", {}), **quick_data.get(name, {})}}
+        patch = _mapping(quick_data.get(name, {}), f"{source}: quick.datasets.{name}")
+        _check_keys(patch, _DATASET_KEYS - {"dataset"}, f"{source}: quick.datasets.{name}")
+        merged = {**entry, **patch, "options": {**entry.get("options", {}),
+                                                **patch.get("options", {})}}  # fmt: skip
         datasets.append(DatasetEntry(name=str(name), **merged))
     from vilem.data import DATASETS
 
@@ -168,7 +189,7 @@ def parse_spec(raw: Any, source: str = "spec", quick: bool = False) -> BenchSpec
         mlm = {**mlm, **quick_section.get("mlm", {})}
     spec = BenchSpec(
         name=str(raw.get("name", Path(source).stem)),
-        out=str(raw.get("out", f"runs/bench/{raw.get('name', 'bench')}")),
+        out=out,
         models=models,
         datasets=datasets,
         tasks=tasks,
@@ -183,8 +204,6 @@ def parse_spec(raw: Any, source: str = "spec", quick: bool = False) -> BenchSpec
         mlm=mlm,
         quick=quick_section,
     )
-    if quick:
-        spec.out = spec.out.rstrip("/") + "-quick"
     return spec
 
 
@@ -196,7 +215,7 @@ def _check_model_spec(spec: str, where: str) -> None:
         raise ConfigError(f"{where}: unknown model {name!r}{closest(name, MODELS.names())}")
 
 
-def load_spec(path: str | Path, quick: bool = False) -> BenchSpec:
+def load_spec(path: str | Path, quick: bool = False, out: str | None = None) -> BenchSpec:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"benchmark spec not found: {path}")
@@ -204,4 +223,4 @@ def load_spec(path: str | Path, quick: bool = False) -> BenchSpec:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
         raise ConfigError(f"benchmark spec {path} is not valid YAML: {exc}") from exc
-    return parse_spec(raw, source=str(path), quick=quick)
+    return parse_spec(raw, source=str(path), quick=quick, out=out)

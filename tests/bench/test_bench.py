@@ -1,0 +1,160 @@
+"""The benchmark matrix: spec validation, resumable cells, failures recorded, locks, --quick."""
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from vilem.bench.runner import CellLock, Runner
+from vilem.bench.spec import load_spec, parse_spec
+from vilem.cli import main
+from vilem.errors import ConfigError
+from vilem.results import load_result
+
+REPO = Path(__file__).resolve().parents[2]
+TINY = {"images_train": 4, "images_val": 2, "images_test": 6, "videos_train": 2, "videos_val": 2,
+        "videos_test": 3}  # fmt: skip
+
+
+def spec_dict(tmp_path: Path, **changes) -> dict:
+    raw = {
+        "name": "t",
+        "out": str(tmp_path / "out"),
+        "bootstrap": 10,
+        "models": {"random": {"spec": "random"}, "random1": {"spec": "random:1"}},
+        "datasets": {
+            "syn": {
+                "dataset": "synthetic",
+                "root": str(tmp_path / "data"),
+                "options": {"config": TINY},
+            },  # fmt: skip
+            "vid": {
+                "dataset": "synthetic-video",
+                "root": str(tmp_path / "data"),
+                "options": {"config": TINY},
+            },  # fmt: skip
+        },
+        "tasks": ["retrieval", "probe"],
+    }
+    raw.update(changes)
+    return raw
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"modles": {}}, "unknown key 'modles' in spec (did you mean 'models'?)"),
+        ({"tasks": ["retrival"]}, "unknown task 'retrival' (did you mean 'retrieval'?)"),
+        ({"models": {"m": {"spec": "randon"}}}, "unknown model 'randon' (did you mean 'random'?)"),
+        ({"datasets": {"d": {"dataset": "flikr30k"}}}, "did you mean 'flickr30k'?"),
+        ({"datasets": {"d": {"dataset": "coco", "split": "tset"}}}, "did you mean 'test'?"),
+        ({"models": {"m": {"spec": "random", "train": "small-itc"}}}, "exactly one of"),
+        ({"models": {"m": {"train": "x", "init": "itc"}}}, "init names unknown model 'itc'"),
+        ({"exclude": [{"modle": "m"}]}, "did you mean 'model'?"),
+    ],
+)  # fmt: skip
+def test_spec_errors_name_the_problem_before_any_work(tmp_path, change, message):
+    with pytest.raises(ConfigError) as exc:
+        parse_spec(spec_dict(tmp_path, **change))
+    assert message in str(exc.value)
+    assert not (tmp_path / "out").exists()
+
+
+def test_matrix_is_the_product_minus_exclusions(tmp_path):
+    spec = parse_spec(spec_dict(tmp_path, exclude=[{"model": "random1", "dataset": "vid"}]))
+    names = [c.filename() for c in spec.cells()]
+    assert len(names) == 2 * 2 * 2 - 2
+    assert "random1/vid__retrieval.json" not in names and "random/vid__probe.json" in names
+
+
+def test_run_writes_one_result_per_cell_and_skips_finished_ones(tmp_path):
+    spec = parse_spec(spec_dict(tmp_path))
+    first = Runner(spec, quiet=True).run()
+    assert len(first.done) == 8 and not first.failed
+    for name in first.done:
+        result = load_result(tmp_path / "out" / "results" / name)
+        assert result["status"] == "ok" and result["versions"]["vilem"]
+    cell = tmp_path / "out" / "results" / "random" / "syn__retrieval.json"
+    before = cell.stat().st_mtime_ns
+    second = Runner(spec, quiet=True).run()
+    assert second.done == [] and len(second.skipped) == 8
+    assert cell.stat().st_mtime_ns == before
+    third = Runner(spec, rerun=True, quiet=True).run()
+    assert len(third.done) == 8 and cell.stat().st_mtime_ns != before
+
+
+def test_a_failing_cell_is_recorded_and_the_rest_go_on(tmp_path):
+    raw = spec_dict(tmp_path)
+    raw["datasets"]["coco"] = {"dataset": "coco", "root": str(tmp_path / "no-coco")}
+    summary = Runner(parse_spec(raw), quiet=True).run()
+    assert len(summary.failed) == 4 and len(summary.done) == 8
+    failed = json.loads((tmp_path / "out" / "results" / "random" / "coco__probe.json").read_text())
+    assert failed["status"] == "failed" and "dataset root for 'coco' not found" in failed["error"]
+    # failed cells are retried on the next run
+    again = Runner(parse_spec(raw), quiet=True).run()
+    assert len(again.failed) == 4 and again.done == []
+
+
+def test_a_cell_locked_by_a_live_run_is_left_alone(tmp_path):
+    spec = parse_spec(spec_dict(tmp_path, tasks=["retrieval"]))
+    lock_path = tmp_path / "out" / "results" / "random" / "syn__retrieval.json.lock"
+    holder = CellLock(lock_path)
+    assert holder.acquire()
+    summary = Runner(spec, quiet=True).run()
+    assert summary.busy == ["random/syn__retrieval.json"]
+    assert not (tmp_path / "out" / "results" / "random" / "syn__retrieval.json").exists()
+    holder.release()
+
+
+def test_a_lock_left_by_a_dead_process_is_taken_over(tmp_path):
+    import socket
+
+    lock_path = tmp_path / "x.lock"
+    lock_path.write_text(f"{socket.gethostname()} 999999999\n")
+    lock = CellLock(lock_path)
+    assert lock.acquire()
+    lock.release()
+    assert not lock_path.exists()
+
+
+def test_bench_cli_reports_spec_errors_in_one_line(tmp_path, capsys):
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(spec_dict(tmp_path, tasks=["probes"])))
+    assert main(["bench", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "unknown task 'probes' (did you mean 'probe'?)" in err and "Traceback" not in err
+    assert main(["bench", str(tmp_path / "missing.yaml")]) == 2
+
+
+def test_default_spec_is_valid_and_its_quick_version_is_smaller():
+    full = load_spec(REPO / "benchmarks" / "default.yaml")
+    quick = load_spec(REPO / "benchmarks" / "default.yaml", quick=True, out="q")
+    assert {"itc", "vilem"} <= {m.name for m in full.models}
+    assert set(full.tasks) == {"retrieval", "probe", "proofread"}
+    assert len(quick.cells()) < len(full.cells())
+    assert quick.datasets[0].root == "q/data/synthetic"
+
+
+@pytest.mark.slow
+def test_quick_default_bench_end_to_end_then_resume_and_report(tmp_path, capsys):
+    out = tmp_path / "quick"
+    spec = str(REPO / "benchmarks" / "default.yaml")
+    code = main(["bench", spec, "--quick", "--out", str(out), "--quiet", "--baseline", "itc"])
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    results = sorted(p.relative_to(out / "results").as_posix()
+                     for p in (out / "results").rglob("*.json"))  # fmt: skip
+    assert "vilem/synthetic__proofread.json" in results
+    assert "vilem-video/synthetic-video__retrieval.json" in results
+    assert "itc/synthetic__proofread.json" not in results  # not applicable: no heads
+    for name in results:
+        assert load_result(out / "results" / name)["status"] == "ok", name
+    assert "Δ rsum" in printed and "| vilem " in printed
+    # a killed run resumes: only the missing cell is redone, trained models are reused
+    (out / "results" / "vilem" / "synthetic__probe.json").unlink()
+    assert main(["bench", spec, "--quick", "--out", str(out), "--quiet"]) == 0
+    assert "1 run, 16 already done" in capsys.readouterr().out
+    assert main(["report", str(out / "results"), "--out", str(tmp_path / "rep"),
+                 "--baseline", "itc"]) == 0  # fmt: skip
+    assert (tmp_path / "rep" / "report.html").read_text().count("data:image/png;base64") >= 3
