@@ -153,7 +153,7 @@ def test_chunked_ranks_equal_a_naive_sort_for_any_chunk_size(data):
 
 
 @pytest.mark.parametrize("seed", range(4))
-def test_chunked_ranks_equal_a_naive_sort_on_float_embeddings(seed):
+def test_chunked_ranks_equal_a_naive_sort_on_float_embeddings(seed, monkeypatch):
     rng = np.random.default_rng(seed)
     items, texts, owner = _random_case(rng, 40, 130, 8, grid=False)
     texts[::7] = items[owner[::7]]  # exact copies of an item score at the top, with ties
@@ -162,6 +162,10 @@ def test_chunked_ranks_equal_a_naive_sort_on_float_embeddings(seed):
         t2i, i2t = M.ranks(items, texts, owner, chunk_size=chunk)
         np.testing.assert_array_equal(t2i, expected[0])
         np.testing.assert_array_equal(i2t, expected[1])
+    monkeypatch.setattr(M, "_BLOCK_CELLS", 5 * 40)  # count 5 rows at a time: several per chunk
+    t2i, i2t = M.ranks(items, texts, owner, chunk_size=32)
+    np.testing.assert_array_equal(t2i, expected[0])
+    np.testing.assert_array_equal(i2t, expected[1])
 
 
 def test_exact_fallback_gives_the_same_ranks_when_the_rounding_window_is_too_narrow(monkeypatch):
@@ -258,6 +262,14 @@ def test_paired_delta_is_a_minus_b_and_detects_a_consistent_small_gain():
 def test_paired_delta_needs_the_same_queries():
     with pytest.raises(DataError, match="same queries"):
         M.paired_bootstrap_delta(np.ones(5), np.ones(6), np.mean, B=10, seed=0)
+    with pytest.raises(DataError, match="same queries"):
+        M.paired_bootstrap_delta((np.ones(5), np.ones(2)), (np.ones(5), np.ones(3)), len, 10, 0)
+
+
+def test_paired_delta_takes_a_plain_list_as_one_query_set():
+    # hand case: A right on queries 0-2, B on query 0 only -> delta 2/4 of the queries
+    delta, lo, hi = M.paired_bootstrap_delta([1, 1, 1, 0], [1, 0, 0, 0], np.mean, B=50, seed=0)
+    assert delta == 0.5 and 0.0 <= lo <= hi <= 1.0
 
 
 def test_retrieval_metric_fn_matches_metrics_from_ranks():

@@ -154,23 +154,23 @@ def _directed_f32(x: np.ndarray, down: bool) -> np.ndarray:
 def _i2t_windows(
     items: np.ndarray, texts: np.ndarray, owner: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Per item, float32 bounds [lo, hi] that surely hold its best positive score as the GEMM
-    will compute it, from float64 dot products and the float32 rounding-error bound."""
+    """Per item, float32 bounds [lo, hi] meant to hold its best positive score as the GEMM
+    will compute it: a cheap float32 dot product, widened by the rounding error that the two
+    computations typically differ by (``_ranks`` recomputes the rare item that falls outside)."""
     n, d = items.shape
-    estimate = np.full(n, -np.inf)
+    estimate = np.full(n, -np.inf, np.float32)
     text_norm_max = 0.0
     step = max(1, (1 << 22) // d)
     for s in range(0, len(texts), step):
-        t = texts[s : s + step].astype(np.float64)
-        dots = np.einsum("ij,ij->i", t, items[owner[s : s + step]].astype(np.float64))
-        np.maximum.at(estimate, owner[s : s + step], dots)
-        text_norm_max = max(text_norm_max, float(np.sqrt(np.einsum("ij,ij->i", t, t).max())))
-    item_norm = np.sqrt(np.einsum("ij,ij->i", items, items, dtype=np.float64))
-    # any summation order: |fl(a.b) - a.b| <= gamma_d sum|a_k b_k| <= gamma_d |a| |b|
-    du = d * _U32
-    gamma = du / (1.0 - du) if du < 0.5 else np.inf
-    eps = _EPS_SCALE * (1.01 * gamma * item_norm * text_norm_max + 1e-30)
-    return _directed_f32(estimate - eps, down=True), _directed_f32(estimate + eps, down=False)
+        t, mine = texts[s : s + step], owner[s : s + step]
+        np.maximum.at(estimate, mine, np.einsum("ij,ij->i", t, items[mine]))
+        text_norm_max = max(text_norm_max, float(np.einsum("ij,ij->i", t, t).max()))
+    norms = np.sqrt(np.einsum("ij,ij->i", items, items, dtype=np.float64) * text_norm_max)
+    # float32 dot products of unit vectors differ by ~sqrt(d) u (u = 2^-24; max seen: 0.8
+    # sqrt(d) u at d = 256); the worst-case d u bound would make the window 16x wider
+    eps = _EPS_SCALE * 4.0 * np.sqrt(d) * _U32 * norms + 1e-30
+    centre = estimate.astype(np.float64)
+    return _directed_f32(centre - eps, down=True), _directed_f32(centre + eps, down=False)
 
 
 def _best_positive_ranks(
@@ -208,6 +208,40 @@ def _col_counts(words: np.ndarray) -> np.ndarray:
     return np.add.reduce(words, axis=0).view(np.uint8)
 
 
+class _BlockCounter:
+    """Counts one block of similarity rows (see ``_ranks``) with a reused bool mask, padded to
+    whole uint64 words so the counts can run 8 entries at a time."""
+
+    def __init__(self, n: int, rows: int, lo: np.ndarray, hi: np.ndarray, owner: np.ndarray):
+        self.n, self.lo, self.hi, self.owner = n, lo, hi, owner
+        words_per_row = -(-n // 8)
+        self.groups = np.arange(0, words_per_row, 255)
+        padded = np.zeros((rows, 8 * words_per_row), bool)
+        self.mask, self.words = padded[:, :n], padded.view(np.uint64)
+
+    def __call__(self, s: np.ndarray, first: int) -> tuple:
+        """Rows ``s`` hold texts ``first ...``: their positive scores, t2i ranks, per item the
+        texts above ``hi`` and the negatives inside [lo, hi] (item, score)."""
+        r, lo, hi = len(s), self.lo, self.hi
+        mask, words = self.mask[:r], self.words[:r]
+        mine = self.owner[first : first + r]
+        pos = s[np.arange(r), mine]
+        np.greater_equal(s, pos[:, None], out=mask)
+        t2i = _row_counts(words, self.groups)
+        np.greater(s, hi, out=mask)
+        over = _col_counts(words)[: self.n]
+        np.greater_equal(s, lo, out=mask)
+        cols = np.flatnonzero(_col_counts(words)[: self.n] != over)
+        near = None
+        if cols.size:
+            sub = s[:, cols]
+            rr, cc = np.nonzero((sub >= lo[cols]) & (sub <= hi[cols]))
+            neg = mine[rr] != cols[cc]
+            if neg.any():
+                near = cols[cc[neg]].astype(np.int32), sub[rr[neg], cc[neg]]
+        return pos, t2i, over, near
+
+
 def _ranks(
     items: np.ndarray,
     texts: np.ndarray,
@@ -221,9 +255,10 @@ def _ranks(
     ``#{items scoring >= it}`` (itself included, hence 1-based). Item->text needs, per item
     column, the count of texts scoring >= the item's best positive, whose exact float32 value
     is only known once every chunk is done. So each column is counted against a tiny window
-    [lo, hi] that provably holds it (``_i2t_windows``): texts above ``hi`` are counted, and the
-    rare negatives inside the window are kept with their scores and compared at the end. An
-    item whose best positive falls outside its window, or whose near-ties overflow
+    [lo, hi] around a float64 estimate of it, as wide as float32 rounding can move it
+    (``_i2t_windows``): texts above ``hi`` are counted, and the rare negatives inside the
+    window are kept with their scores and compared at the end. Nothing rests on that bound:
+    an item whose best positive still falls outside its window, or whose near-ties overflow
     ``window_budget``, is recomputed exactly from its own row (``_best_positive_ranks``).
     """
     n, m = len(items), len(texts)
@@ -235,42 +270,26 @@ def _ranks(
     near_score: list[np.ndarray] = []  # ... and their scores
     near_count = 0
     overflow = np.zeros(n, bool)
-    # the mask is padded to whole uint64 words; a block of <= 255 rows keeps byte lanes exact
+    # <= 255 rows per block: a column count then fits the uint8 byte lanes of _col_counts
     block = int(max(1, min(chunk, 255, _BLOCK_CELLS // n)))
-    words_per_row = -(-n // 8)
-    padded = np.zeros((block, 8 * words_per_row), bool)
-    mask, words = padded[:, :n], padded.view(np.uint64)
-    groups = np.arange(0, words_per_row, 255)
+    count = _BlockCounter(n, block, lo, hi, owner)
     out = np.empty((min(chunk, m), n), np.float32)  # reused: no page faults per chunk
     for start in range(0, m, chunk):
-        sims = np.matmul(texts[start : start + chunk], items.T, out=out[: min(chunk, m - start)])
-        for b in range(0, len(sims), block):
-            s = sims[b : b + block]
-            r, q = len(s), start + b
-            pos = s[np.arange(r), owner[q : q + r]]
-            pos_score[q : q + r] = pos
-            np.greater_equal(s, pos[:, None], out=mask[:r])
-            t2i[q : q + r] = _row_counts(words[:r], groups)
-            np.greater(s, hi, out=mask[:r])
-            over = _col_counts(words[:r])[:n]
+        stop = min(m, start + chunk)
+        sims = np.matmul(texts[start:stop], items.T, out=out[: stop - start])
+        for q in range(start, stop, block):
+            pos, ranks_, over, near = count(sims[q - start : q - start + block], q)
+            pos_score[q : q + len(pos)] = pos
+            t2i[q : q + len(pos)] = ranks_
             above += over
-            np.greater_equal(s, lo, out=mask[:r])
-            cols = np.flatnonzero(_col_counts(words[:r])[:n] != over)
-            if not cols.size:
+            if near is None:
                 continue
-            sub = s[:, cols]
-            rr, cc = np.nonzero((sub >= lo[cols]) & (sub <= hi[cols]))
-            col_item = cols[cc]
-            neg = owner[q + rr] != col_item
-            if not neg.any():
-                continue
-            new_item, new_score = col_item[neg].astype(np.int32), sub[rr[neg], cc[neg]]
-            if near_count + len(new_item) > window_budget:
-                overflow[new_item] = True
+            if near_count + len(near[0]) > window_budget:
+                overflow[near[0]] = True
             else:
-                near_item.append(new_item)
-                near_score.append(new_score)
-                near_count += len(new_item)
+                near_item.append(near[0])
+                near_score.append(near[1])
+                near_count += len(near[0])
     best = np.full(n, -np.inf, np.float32)
     np.maximum.at(best, owner, pos_score)
     i2t = above + 1
@@ -436,15 +455,14 @@ def retrieval_metric_fn(
     raise ConfigError(f"unknown retrieval metric {name!r}{closest(name, known)}")
 
 
-def _per_query_parts(values: Any, what: str) -> list[np.ndarray]:
-    parts = list(values) if isinstance(values, (tuple, list)) else [values]
-    out = []
-    for p in parts:
-        arr = np.asarray(p)
+def _per_query_parts(values: Any, what: str) -> tuple[list[np.ndarray], bool]:
+    """(1-D parts, whether ``values`` was a tuple of parts rather than one flat sequence)."""
+    tupled = isinstance(values, (tuple, list)) and all(np.ndim(p) >= 1 for p in values)
+    parts = [np.asarray(p) for p in values] if tupled else [np.asarray(values)]
+    for arr in parts:
         if arr.ndim != 1 or arr.size == 0:
             raise DataError(f"{what} must be non-empty 1-D per-query arrays, got {arr.shape}")
-        out.append(arr)
-    return out
+    return parts, tupled
 
 
 def paired_bootstrap_delta(
@@ -479,13 +497,15 @@ def paired_bootstrap_delta(
         DataError: when the two inputs do not hold the same number of queries.
     """
     B = _int_param(B, "B", 1)
-    pa, pb = _per_query_parts(ranks_a, "ranks_a"), _per_query_parts(ranks_b, "ranks_b")
+    (pa, tupled), (pb, _) = (
+        _per_query_parts(ranks_a, "ranks_a"),
+        _per_query_parts(ranks_b, "ranks_b"),
+    )
     if [len(p) for p in pa] != [len(p) for p in pb]:
         raise DataError(
             f"paired comparison needs the same queries: ranks_a has "
             f"{[len(p) for p in pa]} and ranks_b {[len(p) for p in pb]}"
         )
-    tupled = isinstance(ranks_a, (tuple, list))
 
     def value(parts: list[np.ndarray]) -> float:
         return float(metric_fn(tuple(parts) if tupled else parts[0]))
