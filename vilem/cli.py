@@ -79,12 +79,21 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         cache_dir=None if args.no_cache else resolve_cache_dir(args.cache_dir),
         quiet=args.quiet,
     )
-    split = load_split(args.dataset, args.split, root=args.root, **_options(args.data_option))
-    model = load_model(args.model, device=args.device)
-    model_info = {"spec": args.model, **model.describe()}
-    result = evaluate(
-        model, model_info, split, args.task, opts, save_embeddings_dir=args.save_embeddings
-    )
+    from vilem.train.dist import cleanup, init_distributed
+
+    # under torchrun each rank encodes its shard; rank 0 prints and writes the result
+    info = init_distributed(args.device)
+    try:
+        split = load_split(args.dataset, args.split, root=args.root, **_options(args.data_option))
+        model = load_model(args.model, device=str(info.device))
+        model_info = {"spec": args.model, **model.describe()}
+        result = evaluate(
+            model, model_info, split, args.task, opts, save_embeddings_dir=args.save_embeddings
+        )
+    finally:
+        cleanup()
+    if not info.is_main:
+        return 0
     counts = result["dataset"]["counts"]
     print(
         f"{args.model} on {args.dataset}/{args.split} ({counts['items']} items, "
@@ -140,20 +149,11 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--frames", type=int, default=12, help="frames sampled per video")
     p.add_argument("--sampling", default="uniform", choices=("uniform", "headtail", "random"))
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cuda" if _cuda() else "cpu")
+    p.add_argument("--device", default="auto", help="auto (cuda when available), cpu, cuda")
     p.add_argument("--cache-dir", help="embedding cache (default: $VILEM_CACHE or ~/.cache/vilem)")
     p.add_argument("--no-cache", action="store_true", help="do not read or write the cache")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_eval)
-
-
-def _cuda() -> bool:
-    try:
-        import torch
-
-        return torch.cuda.is_available()
-    except ImportError:
-        return False
 
 
 def build_parser() -> argparse.ArgumentParser:

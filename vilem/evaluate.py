@@ -13,11 +13,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
 from vilem import metrics as M
-from vilem.cache import EmbeddingCache, digest_strings
+from vilem.cache import EmbeddingCache, cache_key, digest_strings
 from vilem.data.base import Split
 from vilem.data.media import check_image, load_image
 from vilem.errors import ConfigError, DataError
@@ -25,6 +25,7 @@ from vilem.io import atomic_write_bytes, atomic_write_json
 from vilem.models.base import RetrievalModel
 from vilem.probes import Probe, probes_for_split
 from vilem.results import TASKS, make_result
+from vilem.shard import all_agree, gather_rows, is_main, rank_world, shard_bounds
 
 
 @dataclass
@@ -108,8 +109,11 @@ def encode_items(
     model: RetrievalModel, split: Split, opts: EvalOptions, cache: EmbeddingCache
 ) -> np.ndarray:
     def compute() -> np.ndarray:
+        # this rank's whole batches; Subset keeps global indices (video frame seeds)
+        n = len(split.items)
+        start, stop = shard_bounds(n, *rank_world(), unit=opts.batch_size)
         loader = DataLoader(
-            _Media(split, model, opts),
+            Subset(_Media(split, model, opts), range(start, stop)),
             batch_size=opts.batch_size,
             num_workers=opts.num_workers,
             shuffle=False,
@@ -119,24 +123,38 @@ def encode_items(
         with torch.inference_mode():
             for pixels in tqdm(loader, desc=f"encoding {split.modality}s", disable=opts.quiet):
                 out.append(encode(pixels).float().cpu().numpy())
-        return np.concatenate(out) if out else np.zeros((0, 1), np.float32)
+        local = np.concatenate(out) if out else np.zeros((0, 1), np.float32)
+        return gather_rows(local, n, unit=opts.batch_size)
 
-    return cache.get_or_compute(_cache_parts(model, split, opts, "items"), compute)
+    return _get_or_compute(cache, _cache_parts(model, split, opts, "items"), compute)
 
 
 def encode_texts(
     model: RetrievalModel, texts: list[str], opts: EvalOptions, cache: EmbeddingCache
 ) -> np.ndarray:
     def compute() -> np.ndarray:
+        lo, hi = shard_bounds(len(texts), *rank_world(), unit=opts.batch_size)
         out = []
         with torch.inference_mode():
             for start in tqdm(
-                range(0, len(texts), opts.batch_size), desc="encoding texts", disable=opts.quiet
+                range(lo, hi, opts.batch_size), desc="encoding texts", disable=opts.quiet
             ):
                 out.append(model.encode_texts(texts[start : start + opts.batch_size]).numpy())
-        return np.concatenate(out).astype(np.float32)
+        local = np.concatenate(out).astype(np.float32) if out else np.zeros((0, 1), np.float32)
+        return gather_rows(local, len(texts), unit=opts.batch_size)
 
     parts = {"model": model.fingerprint(), "kind": "texts", "texts": digest_strings(texts)}
+    return _get_or_compute(cache, parts, compute)
+
+
+def _get_or_compute(cache: EmbeddingCache, parts: dict, compute: Callable[[], np.ndarray]):
+    """``cache.get_or_compute``, but under torchrun all ranks take the same branch: a rank that
+    has the entry must not skip the all-gather the others are waiting in."""
+    if rank_world()[1] > 1 and cache.directory is not None:
+        hit = (cache.directory / f"{cache_key(parts)}.npy").is_file()
+        if not all_agree(hit):
+            array = compute()  # every rank joins the gather
+            return cache.get_or_compute(parts, lambda: array)
     return cache.get_or_compute(parts, compute)
 
 
@@ -203,7 +221,7 @@ def evaluate(
                 t2i, i2t, resamples=opts.bootstrap, seed=opts.seed
             )
         per_query = {"t2i_ranks": t2i.tolist(), "i2t_ranks": i2t.tolist()}
-        if save_embeddings_dir is not None:
+        if save_embeddings_dir is not None and is_main():
             save_embeddings(save_embeddings_dir, split, items, texts)
     elif task == "probe":
         probes = probes_for_split(split)

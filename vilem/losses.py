@@ -89,27 +89,41 @@ def world_info() -> tuple[int, int]:
     return 0, 1
 
 
-def gather_with_local_grad(x: torch.Tensor) -> torch.Tensor:
-    """Concatenate ``x`` from all ranks along dim 0; this rank's slot keeps its gradient.
+class _GatherWithGrad(torch.autograd.Function):
+    """All-gather rows (ranks may hold different counts) whose backward sums every rank's
+    gradient of the gathered tensor and hands each rank the rows it contributed."""
 
-    As open_clip's ``gather_features`` without ``gather_with_grad``: other ranks' features are
-    constants here, and each rank's own features get their gradient on their own rank. Ranks may
-    hold different batch sizes (a last, smaller batch).
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, rank: int, world: int) -> torch.Tensor:
+        size = torch.tensor([x.shape[0]], device=x.device)
+        sizes = [torch.zeros_like(size) for _ in range(world)]
+        dist.all_gather(sizes, size)
+        sizes = [int(s.item()) for s in sizes]
+        longest = max(sizes)
+        padded = x
+        if x.shape[0] < longest:
+            padded = torch.cat([x, x.new_zeros((longest - x.shape[0], *x.shape[1:]))])
+        parts = [torch.empty_like(padded) for _ in range(world)]
+        dist.all_gather(parts, padded.contiguous())
+        ctx.offset, ctx.size = sum(sizes[:rank]), sizes[rank]
+        return torch.cat([p[:n] for p, n in zip(parts, sizes, strict=True)])
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        grad = grad.contiguous().clone()
+        dist.all_reduce(grad)
+        return grad[ctx.offset : ctx.offset + ctx.size], None, None
+
+
+def gather_with_local_grad(x: torch.Tensor) -> torch.Tensor:
+    """Concatenate ``x`` from all ranks along dim 0, with gradient (open_clip's
+    ``gather_with_grad=True``). Ranks may hold different batch sizes (a last, smaller batch).
+
+    Every rank computes the same full-batch loss on the gathered features; the backward sums
+    the ranks' gradients, so after DDP averages parameter gradients over ranks the update equals
+    the single-process one on the global batch (a local-only gradient would be 1/world of it).
     """
     rank, world = world_info()
     if world == 1:
         return x
-    size = torch.tensor([x.shape[0]], device=x.device)
-    sizes = [torch.zeros_like(size) for _ in range(world)]
-    dist.all_gather(sizes, size)
-    sizes = [int(s.item()) for s in sizes]
-    longest = max(sizes)
-    padded = x.detach()
-    if x.shape[0] < longest:
-        pad = x.new_zeros((longest - x.shape[0], *x.shape[1:]))
-        padded = torch.cat([padded, pad])
-    parts = [torch.empty_like(padded) for _ in range(world)]
-    dist.all_gather(parts, padded.contiguous())
-    parts = [p[:n] for p, n in zip(parts, sizes, strict=True)]
-    parts[rank] = x
-    return torch.cat(parts)
+    return _GatherWithGrad.apply(x, rank, world)

@@ -1,0 +1,120 @@
+"""One retrieval-metric run in a fresh process, so its peak memory is its own.
+
+Run by ``test_metrics_perf.py``; prints one JSON line: the seconds of the timed call only (input
+generation excluded), the peak resident set size of the whole process (``VmHWM``: interpreter,
+numpy, inputs and computation) and of the call alone with the inputs resident.
+
+    python benchmarks/perf/gallery_child.py --mode metrics --items 50000 --per-item 5 --dim 128
+
+Modes: ``metrics`` runs ``vilem.metrics.retrieval_metrics`` (the chunked path); ``matmul``
+runs only the bare chunked similarity GEMM with the same chunk size (the floor).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def _status_bytes(field: str) -> int:
+    """A ``/proc/self/status`` memory field (e.g. VmHWM, VmRSS) in bytes; -1 if unavailable."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return -1
+
+
+def _reset_peak() -> bool:
+    """Reset VmHWM to the current RSS (Linux >= 4.0), so the call's own peak can be read."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def make_inputs(
+    n_items: int, per_item: int, dim: int, noise: float, seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Unit item vectors; each text is its item plus Gaussian noise, re-normalised (so the
+    positives score high, as with a trained model). Built in blocks to keep temporaries small."""
+    rng = np.random.default_rng(seed)
+    items = rng.standard_normal((n_items, dim), dtype=np.float32)
+    items /= np.linalg.norm(items, axis=1, keepdims=True)
+    owner = np.repeat(np.arange(n_items, dtype=np.int64), per_item)
+    texts = np.empty((len(owner), dim), np.float32)
+    block = 1 << 16
+    for s in range(0, len(owner), block):
+        t = items[owner[s : s + block]]
+        t += (noise / np.sqrt(dim)) * rng.standard_normal(t.shape, dtype=np.float32)
+        t /= np.linalg.norm(t, axis=1, keepdims=True)
+        texts[s : s + block] = t
+    return items, texts, owner
+
+
+def bare_chunked_matmul(items: np.ndarray, texts: np.ndarray, chunk: int) -> None:
+    """The similarity GEMM alone, in the metric path's chunks, into one reused buffer."""
+    out = np.empty((min(chunk, len(texts)), len(items)), np.float32)
+    for start in range(0, len(texts), chunk):
+        rows = min(chunk, len(texts) - start)
+        np.matmul(texts[start : start + rows], items.T, out=out[:rows])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mode", choices=("metrics", "matmul"), required=True)
+    parser.add_argument("--items", type=int, default=50_000)
+    parser.add_argument("--per-item", type=int, default=5)
+    parser.add_argument("--dim", type=int, default=128)
+    parser.add_argument("--noise", type=float, default=5.0)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+
+    from vilem import metrics as M
+
+    rss_start = _status_bytes("VmRSS")
+    items, texts, owner = make_inputs(args.items, args.per_item, args.dim, args.noise, args.seed)
+    rss_inputs = _status_bytes("VmRSS")
+    peak_before_call = _status_bytes("VmHWM")
+    reset = _reset_peak()
+    # the metric path's own default chunk, so the floor does the same GEMM shapes
+    chunk = M._default_chunk(len(items))
+    start = time.perf_counter()
+    if args.mode == "metrics":
+        scores = M.retrieval_metrics(items, texts, owner)
+    else:
+        bare_chunked_matmul(items, texts, chunk)
+        scores = {}
+    seconds = time.perf_counter() - start
+    peak_call = _status_bytes("VmHWM")
+    report = {
+        "mode": args.mode,
+        "items": len(items),
+        "texts": len(texts),
+        "dim": args.dim,
+        "chunk_rows": chunk,
+        "seconds": seconds,
+        "input_bytes": items.nbytes + texts.nbytes + owner.nbytes,
+        "rss_start_bytes": rss_start,
+        "rss_with_inputs_bytes": rss_inputs,
+        # whole-process peak: the larger of the peak before the reset and the call's peak
+        "peak_rss_bytes": max(peak_before_call, peak_call),
+        "peak_rss_call_bytes": peak_call if reset else -1,
+        "ru_maxrss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        "metrics": {k: v for k, v in scores.items() if isinstance(v, float)},
+    }
+    print(json.dumps(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

