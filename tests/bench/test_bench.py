@@ -128,6 +128,7 @@ def test_bench_cli_reports_spec_errors_in_one_line(tmp_path, capsys):
 
 
 def test_default_spec_is_valid_and_its_quick_version_is_smaller():
+    assert len(load_spec(REPO / "benchmarks" / "ablations.yaml").cells()) == 6 * 3
     full = load_spec(REPO / "benchmarks" / "default.yaml")
     quick = load_spec(REPO / "benchmarks" / "default.yaml", quick=True, out="q")
     assert {"itc", "vilem"} <= {m.name for m in full.models}

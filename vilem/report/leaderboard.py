@@ -506,16 +506,21 @@ def _render_md(tables: list[Table], digits: int) -> str:
     out = []
     for table in tables:
         headers, rows = _table_cells(table, style)
-        body = tabulate(
-            rows,
-            headers=headers,
-            tablefmt="github",
-            colalign=("left",) + ("right",) * (len(headers) - 1),
-            disable_numparse=True,
-        )
+        body = _tabulate(rows, headers, "github")
         legend = "\n".join(f"- {line}" for line in _legend(table))
         out.append(f"### {table.title}\n\n{body}\n\n{legend}\n")
     return "\n".join(out)
+
+
+def _tabulate(rows: list, headers: list, fmt: str) -> str:
+    """Model names left, numbers right, cells kept exactly as formatted."""
+    return tabulate(
+        rows,
+        headers=headers,
+        tablefmt=fmt,
+        colalign=("left",) + ("right",) * (len(headers) - 1),
+        disable_numparse=True,
+    )
 
 
 def _render_html(tables: list[Table], digits: int) -> str:
@@ -523,13 +528,7 @@ def _render_html(tables: list[Table], digits: int) -> str:
     out = []
     for table in tables:
         headers, rows = _table_cells(table, style)
-        body = tabulate(
-            rows,
-            headers=headers,
-            tablefmt="unsafehtml",
-            colalign=("left",) + ("right",) * (len(headers) - 1),
-            disable_numparse=True,
-        )
+        body = _tabulate(rows, headers, "unsafehtml")
         legend = "".join(f"<li>{html.escape(line)}</li>" for line in _legend(table))
         out.append(
             f'<section class="leaderboard"><h3>{html.escape(table.title)}</h3>\n{body}\n'
@@ -543,13 +542,7 @@ def _render_latex(tables: list[Table], digits: int) -> str:
     out = []
     for table in tables:
         headers, rows = _table_cells(table, style)
-        body = tabulate(
-            rows,
-            headers=headers,
-            tablefmt="latex_raw",
-            colalign=("left",) + ("right",) * (len(headers) - 1),
-            disable_numparse=True,
-        )
+        body = _tabulate(rows, headers, "latex_raw")
         # tabulate's three \hline become booktabs rules (needs \usepackage{booktabs})
         for rule in (r"\toprule", r"\midrule", r"\bottomrule"):
             body = body.replace(r"\hline", rule, 1)
