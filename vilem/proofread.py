@@ -8,6 +8,7 @@ positions are exactly where the token ids differ.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -46,6 +47,14 @@ def aligned_edits(
         return out
 
     return keep, stack(originals), stack(edited)
+
+
+def _display_path(path: Path) -> str:
+    """Relative to the working folder when inside it: results stay free of machine paths."""
+    try:
+        return str(Path(path).relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 def proofread_split(model: Any, split: Split, opts: Any, batch_size: int = 64) -> dict[str, Any]:
@@ -93,7 +102,7 @@ def proofread_split(model: Any, split: Split, opts: Any, batch_size: int = 64) -
             "is_error": is_error[i][valid[i]].astype(int).tolist(),
             "category": probes[i].category,
             "truth": probes[i].positive,
-            "image": str(split.item_paths[probes[i].item]),
+            "image": _display_path(split.item_paths[probes[i].item]),
         }
         for i in range(min(N_EXAMPLES, len(probes)))
     ]
