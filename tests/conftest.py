@@ -1,4 +1,5 @@
 import os
+import socket
 
 import pytest
 
@@ -10,3 +11,15 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("VILEM_CACHE", str(tmp_path_factory.mktemp("vilem-cache")))
+
+
+@pytest.fixture
+def free_port():
+    """A function returning a free loopback TCP port, for gloo process groups in tests."""
+
+    def pick() -> int:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return s.getsockname()[1]
+
+    return pick

@@ -4,7 +4,6 @@ giving exactly the single-process result."""
 from __future__ import annotations
 
 import json
-import socket
 from datetime import timedelta
 from pathlib import Path
 
@@ -87,12 +86,6 @@ def test_without_a_process_group_everything_is_the_single_process_identity():
 # ------------------------------------------------------------------------------ 2 processes
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _init(rank: int, port: int) -> None:
     dist.init_process_group(
         "gloo",
@@ -130,8 +123,8 @@ def _gather_worker(rank: int, port: int, out_dir: str) -> None:
         dist.destroy_process_group()
 
 
-def test_two_gloo_processes_gather_rows_in_single_process_order(tmp_path):
-    mp.spawn(_gather_worker, args=(_free_port(), str(tmp_path)), nprocs=WORLD, join=True)
+def test_two_gloo_processes_gather_rows_in_single_process_order(tmp_path, free_port):
+    mp.spawn(_gather_worker, args=(free_port(), str(tmp_path)), nprocs=WORLD, join=True)
     full = np.arange(7 * 3, dtype=np.float32).reshape(7, 3) * 0.5
     for rank in range(WORLD):
         got = np.load(tmp_path / f"rank{rank}.npz")
@@ -215,13 +208,13 @@ def tiny_synthetic(tmp_path_factory) -> str:
 
 
 def test_two_process_sharded_evaluation_gives_exactly_the_single_process_metrics(
-    tiny_synthetic, tmp_path
+    tiny_synthetic, tmp_path, free_port
 ):
     single, single_counts = _evaluate(tiny_synthetic)
     assert single_counts == {"images": 7, "texts": 21}
     mp.spawn(
         _eval_worker,
-        args=(_free_port(), tiny_synthetic, str(tmp_path)),
+        args=(free_port(), tiny_synthetic, str(tmp_path)),
         nprocs=WORLD,
         join=True,
     )

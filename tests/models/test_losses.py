@@ -1,7 +1,6 @@
 """ITC / ED / EC losses pinned on hand-computed cases, and the cross-rank gather."""
 
 import math
-import socket
 
 import pytest
 import torch
@@ -115,12 +114,6 @@ def test_gather_is_identity_on_one_process():
     assert gather_with_local_grad(x) is x
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _gather_worker(rank: int, world: int, port: int, out_dir: str) -> None:
     import torch.distributed as dist
 
@@ -138,10 +131,10 @@ def _gather_worker(rank: int, world: int, port: int, out_dir: str) -> None:
 
 
 @pytest.mark.slow
-def test_gather_across_two_gloo_ranks_sums_every_ranks_gradient(tmp_path):
+def test_gather_across_two_gloo_ranks_sums_every_ranks_gradient(tmp_path, free_port):
     import torch.multiprocessing as mp
 
-    mp.spawn(_gather_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    mp.spawn(_gather_worker, args=(2, free_port(), str(tmp_path)), nprocs=2, join=True)
     r0 = torch.load(tmp_path / "0.pt", weights_only=True)
     r1 = torch.load(tmp_path / "1.pt", weights_only=True)
     expected = torch.tensor([[1.0, 1.0]] * 2 + [[2.0, 2.0]] * 3)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import functools
 import os
-import socket
 
 import pytest
 import torch
@@ -14,12 +13,6 @@ from safetensors.torch import load_file
 from train_helpers import tiny_train_dict
 
 from vilem.train.config import config_from_mapping
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _no_dropout() -> None:
@@ -71,9 +64,9 @@ def _worker(rank: int, world: int, port: int, root: str, out: str) -> None:
         cleanup()
 
 
-def test_two_gloo_processes_match_one_process_on_the_global_batch(tmp_path, synth_root):
-    mp.spawn(_worker, args=(1, _free_port(), str(synth_root), str(tmp_path / "one")), nprocs=1)
-    mp.spawn(_worker, args=(2, _free_port(), str(synth_root), str(tmp_path / "two")), nprocs=2)
+def test_two_gloo_processes_match_one_process_on_the_global_batch(tmp_path, synth_root, free_port):
+    mp.spawn(_worker, args=(1, free_port(), str(synth_root), str(tmp_path / "one")), nprocs=1)
+    mp.spawn(_worker, args=(2, free_port(), str(synth_root), str(tmp_path / "two")), nprocs=2)
     one = load_file(str(tmp_path / "one/model/model.safetensors"))
     two = load_file(str(tmp_path / "two/model/model.safetensors"))
     assert one.keys() == two.keys()
