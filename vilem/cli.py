@@ -183,9 +183,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _is_override(arg: str) -> bool:
+    return not arg.startswith("-") and "=" in arg
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    # `key=value` overrides may follow options (`vilem train --config X --out Y lr=...`), which
+    # plain argparse refuses once the positionals are consumed
+    if extra and hasattr(args, "overrides") and all(_is_override(a) for a in extra):
+        args.overrides = list(args.overrides or []) + extra
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return int(args.func(args) or 0)
     except VilemError as exc:

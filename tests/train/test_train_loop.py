@@ -99,7 +99,9 @@ def test_train_command_runs_a_recipe_file_with_overrides(tmp_path, synth_root, c
     recipe = tmp_path / "tiny.yaml"
     recipe.write_text(yaml.safe_dump(raw))
     out = tmp_path / "run"
-    code = main(["train", "--config", str(recipe), "--out", str(out), "--quiet", "optim.steps=3"])
+    # overrides may come in groups between options; the later value wins
+    argv = ["train", "--config", str(recipe), "optim.steps=5", "--out", str(out), "--quiet"]
+    code = main([*argv, "optim.steps=3"])
     assert code == 0
     assert "trained 3/3 steps" in capsys.readouterr().out
     assert (out / "model" / "model.safetensors").is_file()
