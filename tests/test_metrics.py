@@ -7,8 +7,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from vilem import _fused
 from vilem import metrics as M
 from vilem.errors import ConfigError, DataError
+
+FUSED = (True,) if _fused.available() else ()  # the compiled counting kernel, when numba is here
 
 # With one-hot items, text t's embedding row IS its score row: score(t, i) = texts[t, i], exact
 # in float32, so each test below writes its similarity matrix directly (rows: texts).
@@ -147,13 +150,27 @@ def test_chunked_ranks_equal_a_naive_sort_for_any_chunk_size(data):
         t2i, i2t = M.ranks(items, texts, owner, chunk_size=chunk)
         assert t2i.tolist() == expected[0].tolist()
         assert i2t.tolist() == expected[1].tolist()
+        for fused in FUSED:  # rows in blocks of 4 plus a tail, near-ties kept and compared
+            t2i, i2t = M._ranks(items, texts, owner, chunk, fused=fused)
+            assert t2i.tolist() == expected[0].tolist() and i2t.tolist() == expected[1].tolist()
     # no room to keep near-ties: every item with a tied negative takes the exact fallback
-    t2i, i2t = M._ranks(items, texts, owner, chunk=3, window_budget=0)
-    assert t2i.tolist() == expected[0].tolist() and i2t.tolist() == expected[1].tolist()
+    for fused in (False, *FUSED):
+        t2i, i2t = M._ranks(items, texts, owner, chunk=3, window_budget=0, fused=fused)
+        assert t2i.tolist() == expected[0].tolist() and i2t.tolist() == expected[1].tolist()
+
+
+@pytest.fixture(params=["numpy", "fused"])
+def counting(request, monkeypatch):
+    """Run a test once with the NumPy counting passes and once with the compiled kernel."""
+    if request.param == "fused" and not FUSED:
+        pytest.skip("numba is not installed")
+    threshold = 0 if request.param == "fused" else 2**62
+    monkeypatch.setattr(M, "_FUSED_MIN_CELLS", threshold)
+    return request.param
 
 
 @pytest.mark.parametrize("seed", range(4))
-def test_chunked_ranks_equal_a_naive_sort_on_float_embeddings(seed, monkeypatch):
+def test_chunked_ranks_equal_a_naive_sort_on_float_embeddings(seed, monkeypatch, counting):
     rng = np.random.default_rng(seed)
     items, texts, owner = _random_case(rng, 40, 130, 8, grid=False)
     texts[::7] = items[owner[::7]]  # exact copies of an item score at the top, with ties
@@ -168,7 +185,9 @@ def test_chunked_ranks_equal_a_naive_sort_on_float_embeddings(seed, monkeypatch)
     np.testing.assert_array_equal(i2t, expected[1])
 
 
-def test_exact_fallback_gives_the_same_ranks_when_the_rounding_window_is_too_narrow(monkeypatch):
+def test_exact_fallback_gives_the_same_ranks_when_the_rounding_window_is_too_narrow(
+    monkeypatch, counting
+):
     # a zero-width window misses most best-positive scores: those items are recomputed row-wise
     monkeypatch.setattr(M, "_EPS_SCALE", 0.0)
     rng = np.random.default_rng(7)
@@ -177,6 +196,22 @@ def test_exact_fallback_gives_the_same_ranks_when_the_rounding_window_is_too_nar
     t2i, i2t = M.ranks(items, texts, owner, chunk_size=17)
     np.testing.assert_array_equal(t2i, expected[0])
     np.testing.assert_array_equal(i2t, expected[1])
+
+
+def test_large_galleries_take_the_fused_kernel_and_small_ones_numpy(monkeypatch):
+    calls = []
+    for name in ("_count_numpy", "_count_fused"):
+        real = getattr(M, name)
+        monkeypatch.setattr(M, name, lambda *a, _f=real, _n=name: calls.append(_n) or _f(*a))
+    rng = np.random.default_rng(3)
+    items, texts, owner = _random_case(rng, 20, 50, 4, grid=False)
+    monkeypatch.setattr(M, "_FUSED_MIN_CELLS", 20 * 50 + 1)
+    small = M.ranks(items, texts, owner)
+    monkeypatch.setattr(M, "_FUSED_MIN_CELLS", 20 * 50)
+    large = M.ranks(items, texts, owner)
+    assert calls == ["_count_numpy", "_count_fused" if FUSED else "_count_numpy"]
+    np.testing.assert_array_equal(small[0], large[0])
+    np.testing.assert_array_equal(small[1], large[1])
 
 
 def test_memory_scales_with_the_chunk_not_with_items_times_texts():

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from vilem import _fused
 from vilem.errors import ConfigError, DataError
 
 # ------------------------------------------------------------------------------ metric table
@@ -135,6 +136,7 @@ def _retrieval_inputs(
 _U32 = 2.0**-24  # unit roundoff of float32
 _CHUNK_CELLS = 1 << 22  # similarity cells per GEMM chunk by default (16 MiB: stays in cache)
 _BLOCK_CELLS = 1 << 20  # cells counted at a time, so the comparisons run from cache
+_FUSED_MIN_CELLS = 1 << 30  # similarities from which the fused kernel pays for its compilation
 _WINDOW_BUDGET = 1 << 23  # stored near-tie entries (see _ranks) before falling back
 _EPS_SCALE = 1.0  # scales the rounding window; tests set 0 to exercise the exact fallback
 
@@ -242,32 +244,14 @@ class _BlockCounter:
         return pos, t2i, over, near
 
 
-def _ranks(
-    items: np.ndarray,
-    texts: np.ndarray,
-    owner: np.ndarray,
-    chunk: int,
-    window_budget: int = _WINDOW_BUDGET,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Both directions' ranks from one chunked GEMM (inputs already validated).
-
-    Text->item is row-local: a chunk's rows hold each text's positive score, so the rank is
-    ``#{items scoring >= it}`` (itself included, hence 1-based). Item->text needs, per item
-    column, the count of texts scoring >= the item's best positive, whose exact float32 value
-    is only known once every chunk is done. So each column is counted against a tiny window
-    [lo, hi] around a float64 estimate of it, as wide as float32 rounding can move it
-    (``_i2t_windows``): texts above ``hi`` are counted, and the rare negatives inside the
-    window are kept with their scores and compared at the end. Nothing rests on that bound:
-    an item whose best positive still falls outside its window, or whose near-ties overflow
-    ``window_budget``, is recomputed exactly from its own row (``_best_positive_ranks``).
-    """
+def _count_numpy(items, texts, owner, chunk, lo, hi, t2i, pos_score, window_budget):
+    """The counting of ``_ranks`` in NumPy passes over cache-sized blocks of each chunk.
+    Fills ``t2i`` and ``pos_score``; returns (texts above each item's window, near-tie items,
+    their scores, items whose near ties overflowed ``window_budget``)."""
     n, m = len(items), len(texts)
-    lo, hi = _i2t_windows(items, texts, owner)
-    t2i = np.empty(m, np.int64)
-    pos_score = np.empty(m, np.float32)
-    above = np.zeros(n, np.int64)  # per item: texts scoring > hi
-    near_item: list[np.ndarray] = []  # negatives scoring inside an item's window ...
-    near_score: list[np.ndarray] = []  # ... and their scores
+    above = np.zeros(n, np.int64)
+    near_item: list[np.ndarray] = []
+    near_score: list[np.ndarray] = []
     near_count = 0
     overflow = np.zeros(n, bool)
     # <= 255 rows per block: a column count then fits the uint8 byte lanes of _col_counts
@@ -290,11 +274,71 @@ def _ranks(
                 near_item.append(near[0])
                 near_score.append(near[1])
                 near_count += len(near[0])
+    if not near_item:
+        return above, np.empty(0, np.int32), np.empty(0, np.float32), overflow
+    return above, np.concatenate(near_item), np.concatenate(near_score), overflow
+
+
+def _count_fused(items, texts, owner, chunk, lo, hi, t2i, pos_score, window_budget):
+    """``_count_numpy`` with each chunk counted in one compiled pass (``vilem._fused``)."""
+    n, m = len(items), len(texts)
+    above = np.zeros(n, np.int32 if m < 2**31 else np.int64)
+    near_item = np.empty(max(1, window_budget), np.int32)  # untouched pages cost no memory
+    near_score = np.empty(max(1, window_budget), np.float32)
+    near_n = np.zeros(1, np.int64)
+    overflow = np.zeros(n, bool)
+    out = np.empty((min(chunk, m), n), np.float32)
+    count_chunk = _fused.kernel()
+    for start in range(0, m, chunk):
+        stop = min(m, start + chunk)
+        sims = np.matmul(texts[start:stop], items.T, out=out[: stop - start])
+        count_chunk(
+            sims, owner[start:stop], lo, hi, t2i[start:stop], pos_score[start:stop],
+            above, near_item, near_score, near_n, overflow,
+        )  # fmt: skip
+    k = int(near_n[0])
+    return above.astype(np.int64), near_item[:k], near_score[:k], overflow
+
+
+def _ranks(
+    items: np.ndarray,
+    texts: np.ndarray,
+    owner: np.ndarray,
+    chunk: int,
+    window_budget: int = _WINDOW_BUDGET,
+    fused: bool | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Both directions' ranks from one chunked GEMM (inputs already validated).
+
+    Text->item is row-local: a chunk's rows hold each text's positive score, so the rank is
+    ``#{items scoring >= it}`` (itself included, hence 1-based). Item->text needs, per item
+    column, the count of texts scoring >= the item's best positive, whose exact float32 value
+    is only known once every chunk is done. So each column is counted against a tiny window
+    [lo, hi] around a float64 estimate of it, as wide as float32 rounding can move it
+    (``_i2t_windows``): texts above ``hi`` are counted, and the rare negatives inside the
+    window are kept with their scores and compared at the end. Nothing rests on that bound:
+    an item whose best positive still falls outside its window, or whose near-ties overflow
+    ``window_budget``, is recomputed exactly from its own row (``_best_positive_ranks``).
+
+    The counting runs in NumPy passes (``_count_numpy``) or, for galleries of at least
+    ``_FUSED_MIN_CELLS`` similarities when numba is installed, in one fused multi-threaded pass
+    (``_count_fused``); ``fused`` forces either. Both give identical ranks.
+    """
+    n, m = len(items), len(texts)
+    lo, hi = _i2t_windows(items, texts, owner)
+    t2i = np.empty(m, np.int64)
+    pos_score = np.empty(m, np.float32)
+    if fused is None:
+        fused = _fused.available() and n * m >= _FUSED_MIN_CELLS
+    count = _count_fused if fused else _count_numpy
+    above, near_item, near_score, overflow = count(
+        items, texts, owner, chunk, lo, hi, t2i, pos_score, window_budget
+    )
     best = np.full(n, -np.inf, np.float32)
     np.maximum.at(best, owner, pos_score)
     i2t = above + 1
-    if near_count:
-        it, sc = np.concatenate(near_item), np.concatenate(near_score)
+    if len(near_item):
+        it, sc = near_item, near_score
         i2t += np.bincount(it[sc >= best[it]], minlength=n)
     redo = np.flatnonzero(overflow | (best < lo) | (best > hi))
     if redo.size:
