@@ -132,6 +132,16 @@ def test_forward_returns_all_parts_and_the_weighted_total(mlm_dir):
     )
     torch.testing.assert_close(out["loss"], expected)
     assert not out["n_edits"].requires_grad and not out["temp"].requires_grad
+    # the trainer's proxy scale multiplies the ED/EC part only; the parts stay unscaled
+    torch.manual_seed(1)
+    out = model(*_batch(model), ITEMS, generator=torch.Generator().manual_seed(0))
+    expected = out["loss"]
+    torch.manual_seed(1)  # the same dropout masks
+    scaled = model(
+        *_batch(model), ITEMS, proxy_scale=0.25, generator=torch.Generator().manual_seed(0)
+    )
+    torch.testing.assert_close(scaled["ed_local"], out["ed_local"])
+    torch.testing.assert_close(scaled["loss"], out["itc"] + 0.25 * (expected - out["itc"]))
 
 
 def test_gradients_reach_towers_projections_cross_attention_heads_and_temperature(mlm_dir):

@@ -29,6 +29,13 @@ def test_lr_schedule_at_hand_picked_steps():
     assert lr_at(0, 3e-4, 0, 10) == pytest.approx(3e-4)  # no warm-up: the peak at once
 
 
+def test_proxy_weight_ramps_linearly_then_holds():
+    from vilem.train.loop import proxy_weight_at
+
+    assert [proxy_weight_at(s, 0.5, 3) for s in (0, 1, 2, 3, 10)] == [0.125, 0.25, 0.375, 0.5, 0.5]
+    assert proxy_weight_at(0, 1.0, 0) == 1.0  # no ramp: the full weight from the first step
+
+
 def test_param_groups_skip_decay_on_bias_norm_temperature_and_scale_the_image_tower():
     class Tiny(torch.nn.Module):
         def __init__(self):

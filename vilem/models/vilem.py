@@ -51,7 +51,9 @@ class ViLEMConfig:
     use_ec: bool = True  # error correction loss
     use_global: bool = True  # global branch: image CLS added to the text input
     use_local: bool = True  # local branch: cross-attention to multi-level patch tokens
-    beta: float = 0.2  # L = itc + (1 - beta) local + beta global
+    beta: float = 0.2  # L = itc + w * ((1 - beta) local + beta global)
+    proxy_weight: float = 1.0  # w: weight of the ED/EC losses against ITC (the paper: 1)
+    proxy_ramp_steps: int = 0  # w ramps linearly from 0 over these first optimizer steps
     temp_init: float = 0.07  # initial ITC temperature (learnable, clamped to [0.001, 0.5])
     momentum: bool = False  # EMA momentum encoders (ALBEF)
     momentum_m: float = 0.995  # EMA decay
@@ -70,6 +72,8 @@ class ViLEMConfig:
             (self.embed_dim > 0, "model.embed_dim must be positive"),
             (self.fusion_layer >= 1, "model.fusion_layer must be >= 1"),
             (0.0 <= self.beta <= 1.0, "model.beta must be in [0, 1]"),
+            (self.proxy_weight >= 0.0, "model.proxy_weight must be >= 0"),
+            (self.proxy_ramp_steps >= 0, "model.proxy_ramp_steps must be >= 0"),
             (0.001 <= self.temp_init <= 0.5, "model.temp_init must be in [0.001, 0.5]"),
             (0.0 <= self.momentum_m < 1.0, "model.momentum_m must be in [0, 1)"),
             (self.queue_size >= 0, "model.queue_size must be >= 0"),
@@ -443,6 +447,7 @@ class ViLEM(nn.Module):
         item_ids: torch.Tensor,
         *,
         alpha: float = 0.0,
+        proxy_scale: float = 1.0,
         generator: torch.Generator | None = None,
     ) -> dict[str, torch.Tensor]:
         """Training losses for a batch of (image or video, caption) pairs.
@@ -453,6 +458,8 @@ class ViLEM(nn.Module):
             item_ids: (B,) the item each caption describes; captions of one item are positives.
             alpha: momentum-distillation weight for this step (ramped by the trainer; used only
                 with momentum encoders).
+            proxy_scale: factor on the ED/EC losses in the total for this step (the trainer
+                passes ``proxy_weight`` times its ramp); the parts are reported unscaled.
             generator: random source of the negative edits (reproducible runs).
 
         Returns:
@@ -486,7 +493,7 @@ class ViLEM(nn.Module):
             )
             for name, (weight, value) in errors.items():
                 out[name] = value
-                total = total + weight * value
+                total = total + proxy_scale * weight * value
         out["loss"] = total
         out.update(stats)
         return out

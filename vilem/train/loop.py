@@ -51,6 +51,12 @@ def lr_at(step: int, base_lr: float, warmup: int, total: int, min_ratio: float =
     return base_lr * (min_ratio + (1.0 - min_ratio) * cosine)
 
 
+def proxy_weight_at(step: int, weight: float, ramp: int) -> float:
+    """Weight of the ED/EC losses at optimizer step ``step`` (0-based): ``weight`` after a
+    linear ramp ``weight * (step + 1) / (ramp + 1)`` over the first ``ramp`` steps."""
+    return weight * min(1.0, (step + 1) / (ramp + 1))
+
+
 def _is_no_decay(name: str, param: torch.nn.Parameter) -> bool:
     """Biases, norm weights, the temperature and ViT position/class tokens are not decayed."""
     leaf = name.rsplit(".", 1)[-1]
@@ -245,6 +251,7 @@ def _optimizer_step(
     *,
     seeds: list[int],
     alpha: float,
+    proxy_scale: float = 1.0,
     amp: torch.dtype | None,
     device: torch.device,
 ) -> list[dict[str, torch.Tensor]]:
@@ -265,6 +272,7 @@ def _optimizer_step(
                     batch["attention_mask"],
                     batch["item_ids"],
                     alpha=alpha,
+                    proxy_scale=proxy_scale,
                     generator=gen,
                 )
             (parts["loss"] / len(batches)).backward()
@@ -436,13 +444,20 @@ def _train(
                 group["lr"] = lr * group["lr_mult"]
             # momentum distillation ramps up over the first epoch, as in ALBEF
             alpha = model_cfg.distill_alpha * min(1.0, step * accum / per_epoch)
+            proxy_scale = proxy_weight_at(step, model_cfg.proxy_weight, model_cfg.proxy_ramp_steps)
             micro = [
                 {k: v.to(device, non_blocking=True) for k, v in next(stream)[1].items()}
                 for _ in range(accum)
             ]
             seeds = [step_seed(cfg.seed, step, m, info.rank) for m in range(accum)]
             for parts in _optimizer_step(
-                ddp_model, micro, seeds=seeds, alpha=alpha, amp=amp, device=device
+                ddp_model,
+                micro,
+                seeds=seeds,
+                alpha=alpha,
+                proxy_scale=proxy_scale,
+                amp=amp,
+                device=device,
             ):
                 for k, v in parts.items():
                     window.setdefault(k, []).append(v)
