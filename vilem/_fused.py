@@ -113,4 +113,12 @@ def kernel() -> Callable[..., None]:
     jit = numba.njit(cache=True, nogil=True)
     # the helpers are globals of this module: numba resolves them when compiling the caller
     globals().update(_rows4=jit(_rows4), _row1=jit(_row1), _near=jit(_near))
-    return jit(count_chunk)
+    compiled = jit(count_chunk)
+    # compile (or load from the cache) now, for the argument types ``metrics._count_fused`` uses
+    f32, i64 = np.float32, np.int64
+    compiled(
+        np.zeros((5, 3), f32), np.zeros(5, i64), np.ones(3, f32), np.ones(3, f32),
+        np.zeros(5, i64), np.zeros(5, f32), np.zeros(3, np.int32), np.zeros(1, np.int32),
+        np.zeros(1, f32), np.zeros(1, i64), np.zeros(3, bool),
+    )  # fmt: skip
+    return compiled
