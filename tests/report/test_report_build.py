@@ -20,7 +20,11 @@ def benchmark(rec, tmp_path):
     log.parent.mkdir(parents=True)
     log.write_text(
         "".join(
-            json.dumps({"step": s, "loss": 3.0 - s / 100, "loss_itc": 2.0, "loss_ed": 1.0}) + "\n"
+            json.dumps(
+                {"step": s, "loss": 3.0 - s / 100, "loss_itc": 2.0, "loss_ed": 1.0}
+                | ({"val/rsum": {20: 100.0, 40: 110.0}[s]} if s in (20, 40) else {})
+            )
+            + "\n"
             for s in range(0, 50, 10)
         )
     )
@@ -80,6 +84,13 @@ def test_report_writes_markdown_with_linked_figures_and_self_contained_html(rec,
     assert all(base64.b64decode(u).startswith(PNG_MAGIC) for u in uris)
     assert "figures/" not in html  # nothing outside the file is referenced
     assert "<table>" in html and "<style>" in html
+
+
+def test_report_states_each_runs_validation_trend(rec, tmp_path):
+    md = build_report(benchmark(rec, tmp_path), tmp_path / "r").read_text()
+    curves = md[md.index("## Training curves") :]
+    line = "- vilem: validation RSUM (step) 100.0 (20) → 110.0 (40); last 20 steps: +10.0 (+10.0%)"
+    assert line in curves.splitlines()
 
 
 def test_report_lists_failed_cells_and_skipped_files(rec, tmp_path):

@@ -165,8 +165,8 @@ def read_train_log(log_path: str | Path) -> list[dict[str, Any]]:
 
 
 def training_curves(log_path: str | Path, path: str | Path, title: str = "") -> Path:
-    """Each loss part (keys containing ``loss``) against ``step``; validation numbers (keys
-    starting with ``val``) in a second panel when the log has them."""
+    """The total loss and its parts (``loss``, ``itc``, ``ed_*``, ``ec_*``) against ``step``;
+    validation numbers (keys starting with ``val``) in a second panel when the log has them."""
     rows = [r for r in read_train_log(log_path) if isinstance(r.get("step"), (int, float))]
     if not rows:
         raise DataError(f"training log {log_path} has no records with a 'step'")
@@ -181,7 +181,7 @@ def training_curves(log_path: str | Path, path: str | Path, title: str = "") -> 
                     ys.append(float(v))
         return out
 
-    losses = series(lambda k: "loss" in k.lower())
+    losses = series(lambda k: "loss" in k.lower() or k == "itc" or k.startswith(("ed_", "ec_")))
     vals = series(lambda k: k.lower().startswith("val"))
     if not losses and not vals:
         raise DataError(f"training log {log_path} has no loss or validation values")

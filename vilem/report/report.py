@@ -395,6 +395,29 @@ def _proofread_figures(doc: _Doc, figs: _Figures, ok: list, results_dir: Path) -
             )
 
 
+def _val_trend(name: str, log: Path | None) -> str | None:
+    """One line: a model's validation RSUM at each validation and the gain of the last interval
+    (how far from converged the run stopped); None without validation records."""
+    if log is None:
+        return None
+    try:
+        rows = plots.read_train_log(log)
+    except DataError:
+        return None
+    points = [
+        (r["step"], r["val/rsum"]) for r in rows if isinstance(r.get("val/rsum"), (int, float))
+    ]
+    if not points:
+        return None
+    trend = " → ".join(f"{v:.1f} ({s})" for s, v in points)
+    line = f"{name}: validation RSUM (step) {trend}"
+    if len(points) > 1:
+        (s0, v0), (s1, v1) = points[-2:]
+        rel = f" ({(v1 - v0) / v0:+.1%})" if v0 else ""
+        line += f"; last {s1 - s0} steps: {v1 - v0:+.1f}{rel}"
+    return line
+
+
 def _training_figures(doc: _Doc, figs: _Figures, records: list, results_dir: Path) -> None:
     logs: dict[str, tuple[str, Path | None, str]] = {}
     for r in sorted(records, key=cell_key):
@@ -405,6 +428,9 @@ def _training_figures(doc: _Doc, figs: _Figures, records: list, results_dir: Pat
     if not logs:
         return
     doc.heading(2, "Training curves")
+    doc.items(
+        [line for name, (_, path, _) in sorted(logs.items()) if (line := _val_trend(name, path))]
+    )
     for name, (rel, path, _) in sorted(logs.items()):
         if path is None:
             figs.failed.append(f"training curves of {name}: log {rel} not found")
