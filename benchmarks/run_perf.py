@@ -230,6 +230,7 @@ def _memory_details(r: Results) -> dict[str, Any]:
                 "rss_with_inputs_bytes",
                 "peak_rss_bytes",
                 "peak_rss_call_bytes",
+                "kernel_load_s",
             )
             if k in e
         }
