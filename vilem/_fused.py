@@ -3,8 +3,8 @@
 ``vilem.metrics._ranks`` counts each similarity chunk in three NumPy passes (scores >= the text's
 positive, > the item window, >= the item window). For large galleries those passes cost ~40% on
 top of the GEMM, most of it re-reading the chunk from memory. This kernel counts four rows per sweep
-while they sit in cache, in one thread (the GEMM already uses every core, and BLAS threads spinning
-after a call would fight a second pool). It returns exactly what the NumPy passes return.
+while they sit in cache, in one thread beside the multi-threaded GEMM (a two-thread version was
+slower on the 2-core perf machine). It returns exactly what the NumPy passes return.
 
 numba compiles the kernel on first use (seconds; cached on disk afterwards), so the metric path
 uses it only for galleries large enough to gain (see ``vilem.metrics._FUSED_MIN_CELLS``), and

@@ -321,7 +321,7 @@ def _ranks(
     ``window_budget``, is recomputed exactly from its own row (``_best_positive_ranks``).
 
     The counting runs in NumPy passes (``_count_numpy``) or, for galleries of at least
-    ``_FUSED_MIN_CELLS`` similarities when numba is installed, in one fused multi-threaded pass
+    ``_FUSED_MIN_CELLS`` similarities when numba is installed, in one compiled pass per chunk
     (``_count_fused``); ``fused`` forces either. Both give identical ranks.
     """
     n, m = len(items), len(texts)
