@@ -42,6 +42,7 @@ def _config(root, batch_size: int):
         },
     )
     raw["model"].update(use_ed=False, use_ec=False)  # negatives differ per rank by design
+    raw["device"] = "cpu"  # gloo processes on the CPU, also where a GPU is visible
     return config_from_mapping(raw)
 
 
@@ -93,3 +94,17 @@ def _restore_bert_config():
     original = towers.BertConfig
     yield
     towers.BertConfig = original
+
+
+def test_more_processes_than_gpus_is_a_clear_config_error(monkeypatch):
+    from vilem.errors import ConfigError
+    from vilem.train.dist import pick_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert pick_device("auto", 0) == torch.device("cuda", 0)
+    assert pick_device("cpu", 1) == torch.device("cpu")
+    with pytest.raises(ConfigError, match=r"LOCAL_RANK 1\) would run on cuda:1, but 1 CUDA"):
+        pick_device("auto", 1)
+    with pytest.raises(ConfigError, match="cuda:3"):
+        pick_device("cuda:3", 0)

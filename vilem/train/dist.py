@@ -56,6 +56,12 @@ def pick_device(requested: str, local_rank: int) -> torch.device:
         raise ConfigError(f"config key 'device': {exc}") from exc
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"config key 'device' is {requested!r} but CUDA is not available")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise ConfigError(
+            f"this process (LOCAL_RANK {local_rank}) would run on {device}, but "
+            f"{torch.cuda.device_count()} CUDA device(s) are visible: start at most one process "
+            "per GPU, or set device=cpu for CPU processes (gloo)"
+        )
     return device
 
 
