@@ -176,6 +176,31 @@ def test_branches_see_the_image(mlm_dir):
     assert not torch.allclose(ed_a, ed_b)
 
 
+def test_heads_run_once_on_stacked_branches_and_give_each_its_own_losses(mlm_dir):
+    torch.manual_seed(0)
+    model = ViLEM(tiny_config(mlm_dir)).eval()
+    _, ids, _ = _batch(model)
+    labels = torch.zeros_like(ids)
+    labels[:, 0] = -100  # CLS
+    labels[0, 2] = labels[1, 1] = labels[2, 3] = 1
+    original = torch.randint(1000, 2000, ids.shape)
+    hiddens = [torch.randn(*ids.shape, 64, requires_grad=True) for _ in range(3)]
+    stacked = model._heads(hiddens, labels, original)
+    assert len(stacked) == 3
+    for hidden, parts in zip(hiddens, stacked, strict=True):
+        (alone,) = model._heads([hidden], labels, original)
+        assert set(parts) == {"ed", "ec"}
+        for name in parts:
+            torch.testing.assert_close(parts[name], alone[name])
+    # each loss depends on its own hidden states only
+    stacked[1]["ec"].backward()
+    assert hiddens[0].grad is None or not hiddens[0].grad.any()
+    assert hiddens[1].grad[labels == 1].abs().sum() > 0
+    # no replaced token: EC is 0 and still part of the graph
+    none = model._heads(hiddens[:2], torch.zeros_like(labels), original)
+    assert all(float(p["ec"].detach()) == 0.0 and p["ec"].requires_grad for p in none)
+
+
 @pytest.mark.parametrize(
     "overrides, parts",
     [

@@ -197,10 +197,9 @@ class TextTower(nn.Module):
     def layers(self) -> nn.ModuleList:
         return self.bert.encoder.layer
 
-    def embed(self, input_ids: torch.Tensor, add: torch.Tensor | None = None) -> torch.Tensor:
-        """Token + position embeddings; ``add`` (B, width) is added to every token embedding
-        before position embeddings and LayerNorm (the ViLEM global branch)."""
-        tokens = self.word_embeddings(input_ids)
+    def embed(self, tokens: torch.Tensor, add: torch.Tensor | None = None) -> torch.Tensor:
+        """Word embeddings ``tokens`` (B, L, width) + position embeddings, LayerNorm; ``add``
+        (B, width) is added to every token first (the ViLEM global branch)."""
         if add is not None:
             tokens = tokens + add[:, None, :]
         return self.bert.embeddings(inputs_embeds=tokens)

@@ -361,15 +361,16 @@ class ViLEM(nn.Module):
     def _run_branch(
         self,
         text: TextTower,
-        edited_ids: torch.Tensor,
+        words: torch.Tensor,
         attention_mask: torch.Tensor,
         global_feat: torch.Tensor | None = None,
         patches: list[torch.Tensor] | None = None,
     ) -> torch.Tensor:
-        """Layer-K hidden states of the edited caption, seeing the image globally (``global_feat``
-        added at the input) or locally (cross-attention to ``patches[i]`` after layer i)."""
+        """Layer-K hidden states of the edited caption from its word embeddings ``words``
+        (B, L, W), seeing the image globally (``global_feat`` added at the input) or locally
+        (cross-attention to ``patches[i]`` after layer i)."""
         add = self.global_proj(global_feat) if global_feat is not None else None
-        hidden = text.embed(edited_ids, add)
+        hidden = text.embed(words, add)
         bias = text.attention_bias(hidden, attention_mask)
         for i in range(self.config.fusion_layer):
             hidden = text.layers[i](hidden, bias)
@@ -378,16 +379,29 @@ class ViLEM(nn.Module):
         return hidden
 
     def _heads(
-        self, hidden: torch.Tensor, labels: torch.Tensor, original_ids: torch.Tensor
-    ) -> dict[str, torch.Tensor]:
-        out = {}
+        self, hiddens: list[torch.Tensor], labels: torch.Tensor, original_ids: torch.Tensor
+    ) -> list[dict[str, torch.Tensor]]:
+        """ED/EC losses of each of several layer-K hidden states (B, L, W) of the same edited
+        captions (one per branch and image pairing).
+
+        Each head runs once on them all stacked: one vocabulary product for EC on n x E rows
+        instead of n products on E rows (23 vs 31 ms for the two branches of the small CPU
+        recipe), and one dense gradient of the tied embedding instead of n."""
+        out: list[dict[str, torch.Tensor]] = [{} for _ in hiddens]
         if self.config.use_ed:
-            out["ed"] = error_detection_loss(self.ed_head(hidden), labels)
+            b = len(labels)
+            logits = self.ed_head(torch.cat(hiddens))
+            for i, parts in enumerate(out):
+                parts["ed"] = error_detection_loss(logits[i * b : (i + 1) * b], labels)
         if self.config.use_ec:
             edits = labels == 1
+            targets = original_ids[edits]
+            n = len(targets)
             # decode only the replaced positions: the vocabulary matmul dominates otherwise
-            logits = self.ec_head(hidden[edits], self.text_tower.word_embeddings.weight)
-            out["ec"] = error_correction_loss(logits, original_ids[edits])
+            rows = torch.cat([hidden[edits] for hidden in hiddens])
+            logits = self.ec_head(rows, self.text_tower.word_embeddings.weight)
+            for i, parts in enumerate(out):
+                parts["ec"] = error_correction_loss(logits[i * n : (i + 1) * n], targets)
         return out
 
     def proofread_logits(
@@ -399,12 +413,13 @@ class ViLEM(nn.Module):
             raise ConfigError("this model has no ED/EC heads (an ITC-only checkpoint)")
         frames = pixels.shape[1] if pixels.dim() == 5 else 1
         cls, blocks = self.image_tower(pixels.flatten(0, pixels.dim() - 4), self.local_blocks)
+        words = self.text_tower.word_embeddings(input_ids)
         if self.config.use_local:
             patches = [_frames_to_tokens(blocks[b], frames) for b in self.local_blocks]
-            hidden = self._run_branch(self.text_tower, input_ids, attention_mask, patches=patches)
+            hidden = self._run_branch(self.text_tower, words, attention_mask, patches=patches)
         else:
             glob = cls.view(-1, frames, cls.shape[-1]).mean(dim=1)
-            hidden = self._run_branch(self.text_tower, input_ids, attention_mask, global_feat=glob)
+            hidden = self._run_branch(self.text_tower, words, attention_mask, global_feat=glob)
         ed = self.ed_head(hidden) if self.config.use_ed else None
         ec = (
             self.ec_head(hidden, self.text_tower.word_embeddings.weight)
@@ -570,23 +585,34 @@ class ViLEM(nn.Module):
         cfg = self.config
         both = cfg.use_global and cfg.use_local
         weights = {"global": cfg.beta if both else 1.0, "local": 1 - cfg.beta if both else 1.0}
-        losses: dict[str, tuple[float, torch.Tensor]] = {}
+        # one word-embedding lookup per text tower, shared by the branches (one dense
+        # vocabulary gradient instead of one per branch)
+        words = {id(text): text.word_embeddings(edited) for text, _, _ in pairs}
+        runs: list[tuple[str, torch.Tensor]] = []  # (branch, layer-K hidden states)
         for branch in ("global", "local"):
             if not getattr(cfg, f"use_{branch}"):
                 continue
-            parts: dict[str, list[torch.Tensor]] = {}
             for text, img_cls, img_blocks in pairs:
                 if branch == "global":
                     glob = img_cls.view(-1, frames, img_cls.shape[-1]).mean(dim=1)
-                    hidden = self._run_branch(text, edited, attention_mask, global_feat=glob)
+                    hidden = self._run_branch(
+                        text, words[id(text)], attention_mask, global_feat=glob
+                    )
                 else:
                     patches = [_frames_to_tokens(img_blocks[b], frames) for b in self.local_blocks]
-                    hidden = self._run_branch(text, edited, attention_mask, patches=patches)
-                for name, value in self._heads(hidden, labels, original).items():
-                    parts.setdefault(name, []).append(value)
-            for name, values in parts.items():
-                losses[f"{name}_{branch}"] = (weights[branch], torch.stack(values).mean())
-        return losses
+                    hidden = self._run_branch(
+                        text, words[id(text)], attention_mask, patches=patches
+                    )
+                runs.append((branch, hidden))
+        parts: dict[tuple[str, str], list[torch.Tensor]] = {}
+        heads = self._heads([hidden for _, hidden in runs], labels, original)
+        for (branch, _), values in zip(runs, heads, strict=True):
+            for name, value in values.items():
+                parts.setdefault((name, branch), []).append(value)
+        return {
+            f"{name}_{branch}": (weights[branch], torch.stack(values).mean())
+            for (name, branch), values in parts.items()
+        }
 
 
 def _frames_to_tokens(tokens: torch.Tensor, frames: int) -> torch.Tensor:
