@@ -8,6 +8,7 @@ labels are 1 = replaced, 0 = kept, -100 = ignored (CLS, SEP, PAD).
 
 from __future__ import annotations
 
+import math
 import re
 import string
 import unicodedata
@@ -133,6 +134,9 @@ class MLMEditor:
         if self.mask_id is None:
             raise ConfigError("the tokenizer has no [MASK] token; an MLM editor needs one")
         self.never_pick, self.never_propose, self.subword = _token_sets(tokenizer, cfg)
+        self.propose_bias = torch.zeros(len(self.never_propose)).masked_fill(
+            self.never_propose, -math.inf
+        )
         self.special = torch.zeros_like(self.never_pick)
         self.special[list(tokenizer.all_special_ids)] = True
 
@@ -189,10 +193,11 @@ class MLMEditor:
             # the true context, never another replacement or another [MASK]
             copies = input_ids[rows].clone()
             copies[torch.arange(rows.numel(), device=device), cols] = self.mask_id
-            logits = self._masked_logits(copies, attention_mask[rows], cols)
-            blocked = self.never_propose.to(device)[None, :].expand_as(logits).clone()
-            blocked[torch.arange(rows.numel(), device=device), input_ids[rows, cols]] = True
-            logits = logits.masked_fill(blocked, float("-inf"))
+            logits = self._masked_logits(copies, attention_mask[rows], cols)  # a fresh tensor
+            if self.propose_bias.device != device:
+                self.propose_bias = self.propose_bias.to(device)
+            logits += self.propose_bias  # -inf on ids never proposed, 0 elsewhere
+            logits[torch.arange(rows.numel(), device=device), input_ids[rows, cols]] = -math.inf
             top_vals, top_ids = logits.topk(self.cfg.top_k, dim=1)
             probs = top_vals.softmax(dim=1)
             gen_device = generator.device if generator is not None else device
