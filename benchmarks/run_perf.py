@@ -179,7 +179,7 @@ def _training_breakdown(r: Results) -> dict[str, Any]:
             lambda b, i, n: b - i - n,
             [local, itc, neg],
         ),
-        "not attributed (shared by the branches, noise)": (
+        "not attributed (both branches at once share heads and word lookup: can be < 0; noise)": (
             lambda f, g, lo, i, n: f - g - lo + i + n,
             [full, glob, local, itc, neg],
         ),
