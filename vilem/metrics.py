@@ -244,6 +244,13 @@ class _BlockCounter:
         return pos, t2i, over, near
 
 
+def uses_fused_kernel(n_items: int, n_texts: int) -> bool:
+    """Whether the metrics of this gallery size count in the compiled kernel (``_count_fused``):
+    from ``_FUSED_MIN_CELLS`` similarities on, where it repays its compilation, and when numba
+    is installed."""
+    return _fused.available() and n_items * n_texts >= _FUSED_MIN_CELLS
+
+
 def _count_numpy(items, texts, owner, chunk, lo, hi, t2i, pos_score, window_budget):
     """The counting of ``_ranks`` in NumPy passes over cache-sized blocks of each chunk.
     Fills ``t2i`` and ``pos_score``; returns (texts above each item's window, near-tie items,
@@ -329,7 +336,7 @@ def _ranks(
     t2i = np.empty(m, np.int64)
     pos_score = np.empty(m, np.float32)
     if fused is None:
-        fused = _fused.available() and n * m >= _FUSED_MIN_CELLS
+        fused = uses_fused_kernel(n, m)
     count = _count_fused if fused else _count_numpy
     above, near_item, near_score, overflow = count(
         items, texts, owner, chunk, lo, hi, t2i, pos_score, window_budget
@@ -337,9 +344,7 @@ def _ranks(
     best = np.full(n, -np.inf, np.float32)
     np.maximum.at(best, owner, pos_score)
     i2t = above + 1
-    if len(near_item):
-        it, sc = near_item, near_score
-        i2t += np.bincount(it[sc >= best[it]], minlength=n)
+    i2t += np.bincount(near_item[near_score >= best[near_item]], minlength=n)
     redo = np.flatnonzero(overflow | (best < lo) | (best > hi))
     if redo.size:
         order = np.argsort(owner, kind="stable")
