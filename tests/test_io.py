@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 from vilem.errors import DataError
-from vilem.io import atomic_write_json, read_json, resolve_inside
+from vilem.io import atomic_write_json, display_path, read_json, resolve_inside
 
 
 def test_atomic_write_leaves_no_temp_files(tmp_path: Path):
@@ -48,3 +48,10 @@ def test_resolve_inside_allows_a_symlinked_media_folder(tmp_path: Path):
     assert resolve_inside(root, "val2014/x.jpg") == root.absolute() / "val2014" / "x.jpg"
     with pytest.raises(DataError):
         resolve_inside(root, "val2014/../../x.jpg")
+
+
+def test_display_path_is_relative_inside_the_base_and_unchanged_outside():
+    assert display_path("/data/runs/a/b.json", "/data/runs") == "a/b.json"
+    assert display_path(Path("/data/runs/a"), Path("/data")) == "runs/a"
+    assert display_path("/elsewhere/b.json", "/data/runs") == "/elsewhere/b.json"
+    assert display_path("rel/b.json", "/data") == "rel/b.json"

@@ -61,3 +61,12 @@ def resolve_inside(root: Path, relative: str, what: str = "annotation path") -> 
     if os.path.isabs(rel) or rel == ".." or rel.startswith(".." + os.sep):
         raise DataError(f"{what} {relative!r} resolves outside the dataset root {root}")
     return Path(root).absolute() / rel
+
+
+def display_path(path: str | os.PathLike, base: str | os.PathLike) -> str:
+    """``path`` relative to ``base`` (POSIX separators) when inside it, else as given: what
+    results and reports show, so they carry no machine-specific folders."""
+    try:
+        return Path(path).relative_to(base).as_posix()
+    except ValueError:
+        return str(path)

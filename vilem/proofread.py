@@ -17,6 +17,7 @@ import torch
 from vilem import metrics as M
 from vilem.data.base import Split
 from vilem.errors import DataError
+from vilem.io import display_path
 from vilem.probes import Probe, probes_for_split
 
 N_EXAMPLES = 8  # examples kept in the result for the report's coloured-word figure
@@ -47,14 +48,6 @@ def aligned_edits(
         return out
 
     return keep, stack(originals), stack(edited)
-
-
-def _display_path(path: Path) -> str:
-    """Relative to the working folder when inside it: results stay free of machine paths."""
-    try:
-        return str(Path(path).relative_to(Path.cwd()))
-    except ValueError:
-        return str(path)
 
 
 def proofread_split(model: Any, split: Split, opts: Any, batch_size: int = 64) -> dict[str, Any]:
@@ -102,7 +95,7 @@ def proofread_split(model: Any, split: Split, opts: Any, batch_size: int = 64) -
             "is_error": is_error[i][valid[i]].astype(int).tolist(),
             "category": probes[i].category,
             "truth": probes[i].positive,
-            "image": _display_path(split.item_paths[probes[i].item]),
+            "image": display_path(split.item_paths[probes[i].item], Path.cwd()),
         }
         for i in range(min(N_EXAMPLES, len(probes)))
     ]

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from vilem.errors import DataError, VilemError
-from vilem.io import atomic_write_text
+from vilem.io import atomic_write_text, display_path
 from vilem.report import plots
 from vilem.report.compare import Delta, paired_delta
 from vilem.report.leaderboard import (
@@ -250,13 +250,6 @@ def _bases(record: dict[str, Any], results_dir: Path) -> list[Path]:
     return [*bases, results_dir, results_dir.parent, Path.cwd()]
 
 
-def _display_path(path: str, results_dir: Path) -> str:
-    try:
-        return Path(path).relative_to(results_dir).as_posix()
-    except ValueError:
-        return path
-
-
 def build_report(
     results_dir: str | Path,
     out_dir: str | Path,
@@ -342,7 +335,7 @@ def build_report(
     else:
         doc.para("None.")
     doc.heading(2, "Skipped files")
-    doc.items([f"`{_display_path(p.path, results_dir)}`: {p.reason}" for p in problems[:200]])
+    doc.items([f"`{display_path(p.path, results_dir)}`: {p.reason}" for p in problems[:200]])
     if len(problems) > 200:
         doc.para(f"... and {len(problems) - 200} more.")
     if not problems:
@@ -370,7 +363,7 @@ def _video_transfer_figure(doc: _Doc, figs: _Figures, ok: list) -> None:
 
 def _failed_line(record: dict[str, Any], results_dir: Path) -> str:
     error = record.get("error") or "no error message"
-    where = _display_path(record["_path"], results_dir)
+    where = display_path(record["_path"], results_dir)
     return f"{model_name(record)} on {_where(record)} ({record['task']}): {error} (`{where}`)"
 
 
