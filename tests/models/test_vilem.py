@@ -176,6 +176,92 @@ def test_branches_see_the_image(mlm_dir):
     assert not torch.allclose(ed_a, ed_b)
 
 
+def _mean_position_cosine(hidden: torch.Tensor, mask: torch.Tensor) -> float:
+    values = []
+    for row, keep in zip(hidden, mask.bool(), strict=True):
+        v = F.normalize(row[keep], dim=-1)
+        n = len(v)
+        values.append(float(((v @ v.T).sum() - n) / (n * (n - 1))))
+    return sum(values) / len(values)
+
+
+def test_global_branch_adds_the_image_after_the_embedding_norm_and_keeps_words_apart(mlm_dir):
+    # the bug: the projected CLS (norm ~8) added before the embedding LayerNorm swamped the
+    # word + position embeddings (norm ~0.5): every position became the same vector (cos ~0.998)
+    torch.manual_seed(0)
+    model = ViLEM(tiny_config(mlm_dir, use_local=False)).eval()
+    pixels, ids, mask = _batch(model)
+    seen = {}
+    model.text_tower.layers[0].register_forward_pre_hook(
+        lambda _, args: seen.__setitem__("x", args[0])
+    )
+    words = model.text_tower.word_embeddings(ids)
+    with torch.no_grad():
+        cls = model.image_tower(pixels)[0]
+        model._run_branch(model.text_tower, words, mask)
+        plain, no_image = seen["x"], _mean_position_cosine(seen["x"], mask)
+        model._run_branch(model.text_tower, words, mask, global_feat=cls)
+        with_image = _mean_position_cosine(seen["x"], mask)
+    torch.testing.assert_close(seen["x"], plain + model.global_proj(cls)[:, None, :])
+    assert with_image < no_image + 0.25, (no_image, with_image)
+
+
+def test_global_ed_head_learns_what_only_the_image_can_tell():
+    # "a blue circle" is right for the blue image and wrong (its colour word) for the red one:
+    # text alone cannot separate the two, so the global branch must read the image
+    torch.manual_seed(0)
+    cfg = dataclasses.replace(
+        tiny_config(None, use_local=False, use_ec=False),
+        vision=VisionCfg(image_size=16, patch_size=8, width=32, depth=2, heads=2),
+        text=TextCfg(hidden=32, layers=2, heads=2, intermediate=64, max_len=8),
+        fusion_layer=1,
+    )
+    model = ViLEM(cfg, build_negatives=False)
+    red, blue = torch.zeros(3, 16, 16), torch.zeros(3, 16, 16)
+    red[0], blue[2] = 2.0, 2.0
+    pixels = torch.stack([red, blue, blue, red])
+    ids, mask = model.tokenize(["a blue circle", "a blue circle", "a red circle", "a red circle"])
+    clean, _ = model.tokenize(["a red circle", "a blue circle", "a blue circle", "a red circle"])
+    labels = (ids != clean).long().masked_fill(~mask.bool(), -100)
+    labels[:, 0] = -100
+    assert labels[:, 2].tolist() == [1, 0, 1, 0]
+
+    class Fixed:
+        def edit(self, *_args, **_kwargs):
+            return ids, labels, clean
+
+    model.editor = Fixed()
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    for _ in range(150):
+        loss = model(pixels, clean, mask, torch.arange(4))["ed_global"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+    with torch.no_grad():
+        ed, _ = model.proofread_logits(pixels, ids, mask)
+    assert ed[:, 2].argmax(-1).tolist() == [1, 0, 1, 0]
+
+
+def test_local_cross_attention_sits_between_self_attention_and_feed_forward(mlm_dir):
+    # ALBEF's fusion layer (and the reference code): self-attention, cross-attention to the
+    # image, then the feed-forward block, so every image read-out passes a feed-forward block
+    model = ViLEM(tiny_config(mlm_dir, use_global=False)).eval()
+    pixels, ids, mask = _batch(model)
+    calls = []
+    text = model.text_tower
+    for i in range(model.config.fusion_layer):
+        for name, module in (
+            ("self", text.layers[i].attention),
+            ("cross", model.cross_blocks[i]),
+            ("ffn", text.layers[i].intermediate),
+        ):
+            module.register_forward_hook(lambda *_, tag=f"{name}{i}": calls.append(tag))
+    with torch.no_grad():
+        model.proofread_logits(pixels, ids, mask)
+    assert calls == ["self0", "cross0", "ffn0", "self1", "cross1", "ffn1"]
+
+
 def test_heads_run_once_on_stacked_branches_and_give_each_its_own_losses(mlm_dir):
     torch.manual_seed(0)
     model = ViLEM(tiny_config(mlm_dir)).eval()

@@ -6,7 +6,7 @@ from a local ``.safetensors`` file) and BERT folders are read with ``local_files
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -151,8 +151,8 @@ class ImageTower(nn.Module):
 class TextTower(nn.Module):
     """A BERT encoder (no pooler) whose CLS output is the sentence feature.
 
-    ``embed``, ``attention_bias`` and ``layers`` let the ViLEM branches run the first K layers
-    themselves, with the image added at the input or cross-attention in between.
+    ``embed``, ``attention_bias`` and ``run_layer`` let the ViLEM branches run the first K layers
+    themselves, with the image added at the input of layer 0 or cross-attention inside each.
     """
 
     def __init__(self, cfg: TextCfg, vocab_size: int, load_pretrained: bool = True):
@@ -197,11 +197,9 @@ class TextTower(nn.Module):
     def layers(self) -> nn.ModuleList:
         return self.bert.encoder.layer
 
-    def embed(self, tokens: torch.Tensor, add: torch.Tensor | None = None) -> torch.Tensor:
-        """Word embeddings ``tokens`` (B, L, width) + position embeddings, LayerNorm; ``add``
-        (B, width) is added to every token first (the ViLEM global branch)."""
-        if add is not None:
-            tokens = tokens + add[:, None, :]
+    def embed(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Word embeddings ``tokens`` (B, L, width) + position embeddings, then LayerNorm: the
+        input of layer 0."""
         return self.bert.embeddings(inputs_embeds=tokens)
 
     def attention_bias(self, hidden: torch.Tensor, attention_mask: torch.Tensor):
@@ -209,6 +207,21 @@ class TextTower(nn.Module):
         return create_bidirectional_mask(
             config=self.bert.config, inputs_embeds=hidden, attention_mask=attention_mask
         )
+
+    def run_layer(
+        self,
+        i: int,
+        hidden: torch.Tensor,
+        bias: torch.Tensor | None,
+        between: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """Layer ``i`` on ``hidden`` (B, L, width); ``between`` (a cross-attention sub-layer) runs
+        between its self-attention and its feed-forward block, as in ALBEF's fusion layers."""
+        layer = self.layers[i]
+        if between is None:
+            return layer(hidden, bias)
+        attended = layer.attention(hidden, bias)[0]
+        return layer.feed_forward_chunk(between(attended))
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """(B, L) token ids -> CLS output of the last layer (B, width)."""

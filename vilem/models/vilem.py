@@ -6,8 +6,9 @@ by a frozen MLM (``vilem.negatives``):
 - error detection (ED): which tokens were replaced;
 - error correction (EC): which token was there before;
 both predicted from layer K of the text encoder (K = ``fusion_layer``), which sees the image
-either globally (CLS added to every token embedding) or locally (cross-attention to patch tokens
-of several ViT depths after each of the first K layers).
+either globally (the projected CLS added to every token at the input of layer 0) or locally
+(inside each of the first K layers, cross-attention to the patch tokens of one ViT depth between
+self-attention and feed-forward, as ALBEF's fusion layers).
 
 Reads top to bottom: configs, blocks, model.
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import types
 import typing
 from collections.abc import Mapping
@@ -89,6 +91,7 @@ class ViLEMConfig:
             (0.0 < self.negatives.p <= 1.0, "model.negatives.p must be in (0, 1]"),
             (self.negatives.max_edits >= 1, "model.negatives.max_edits must be >= 1"),
             (self.negatives.top_k >= 1, "model.negatives.top_k must be >= 1"),
+            (0.0 <= self.negatives.min_prob < 1.0, "model.negatives.min_prob must be in [0, 1)"),
             (
                 self.negatives.kind in ("mlm", "lexicon"),
                 "model.negatives.kind must be 'mlm' or 'lexicon'",
@@ -367,15 +370,21 @@ class ViLEM(nn.Module):
         patches: list[torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """Layer-K hidden states of the edited caption from its word embeddings ``words``
-        (B, L, W), seeing the image globally (``global_feat`` added at the input) or locally
-        (cross-attention to ``patches[i]`` after layer i)."""
-        add = self.global_proj(global_feat) if global_feat is not None else None
-        hidden = text.embed(words, add)
+        (B, L, W), seeing the image globally (``global_feat`` added to every token at the input
+        of layer 0) or locally (inside each layer i < K, cross-attention to ``patches[i]``
+        between self-attention and feed-forward)."""
+        hidden = text.embed(words)
+        if global_feat is not None:
+            # after the embedding LayerNorm, as the reference: there the projected CLS is a bias
+            # of the tokens' own scale; added before it, it swamped the words (every position
+            # became the same vector)
+            hidden = hidden + self.global_proj(global_feat)[:, None, :]
         bias = text.attention_bias(hidden, attention_mask)
         for i in range(self.config.fusion_layer):
-            hidden = text.layers[i](hidden, bias)
+            cross = None
             if patches is not None:
-                hidden = self.cross_blocks[i](hidden, patches[i])
+                cross = functools.partial(self.cross_blocks[i], patches=patches[i])
+            hidden = text.run_layer(i, hidden, bias, between=cross)
         return hidden
 
     def _heads(
