@@ -33,7 +33,12 @@ class NegativesCfg:
     top_k: int = 20  # the replacement is sampled from the MLM's top-k (softmaxed)
     avoid_stopwords: bool = False  # never pick stopwords
     avoid_subwords: bool = False  # only whole single-piece words are picked or proposed
-    lexicon_path: str | None = None  # JSON {category: [words]} for "lexicon"; None = built-in
+    # drop a sampled replacement to which the MLM gives less than this probability in the clean
+    # context (softmax over the whole vocabulary, the original included): where the grammar
+    # leaves no alternative ("a [picture] of"), only junk could be written there
+    min_prob: float = 0.0
+    lexicon: str = "general"  # built-in swap groups for "lexicon": "general" or "synthetic"
+    lexicon_path: str | None = None  # JSON {category: [words]} for "lexicon"; overrides lexicon
 
 
 _STOPWORDS = """
@@ -197,12 +202,18 @@ class MLMEditor:
             if self.propose_bias.device != device:
                 self.propose_bias = self.propose_bias.to(device)
             logits += self.propose_bias  # -inf on ids never proposed, 0 elsewhere
+            log_norm = logits.logsumexp(dim=1)  # with the original: the MLM's own distribution
             logits[torch.arange(rows.numel(), device=device), input_ids[rows, cols]] = -math.inf
             top_vals, top_ids = logits.topk(self.cfg.top_k, dim=1)
             probs = top_vals.softmax(dim=1)
             gen_device = generator.device if generator is not None else device
             choice = torch.multinomial(probs.to(gen_device), 1, generator=generator).to(device)
-            edited[rows, cols] = top_ids.gather(1, choice).squeeze(1)
+            new = top_ids.gather(1, choice).squeeze(1)
+            if self.cfg.min_prob > 0:
+                plausible = top_vals.gather(1, choice).squeeze(1) - log_norm
+                keep = plausible >= math.log(self.cfg.min_prob)
+                rows, cols, new = rows[keep], cols[keep], new[keep]
+            edited[rows, cols] = new
         return edited, _labels(edited, input_ids, attention_mask, self.special), input_ids
 
 
@@ -288,7 +299,16 @@ def load_mlm(path: str) -> nn.Module:
 def build_editor(cfg: NegativesCfg, tokenizer: PreTrainedTokenizerBase) -> Editor:
     """The negative generator ``cfg`` asks for."""
     if cfg.kind == "lexicon":
+        if cfg.lexicon not in ("general", "synthetic"):
+            raise ConfigError(
+                f"model.negatives.lexicon must be 'general' or 'synthetic', not {cfg.lexicon!r}"
+            )
         groups = DEFAULT_LEXICON
+        if cfg.lexicon == "synthetic":
+            # exactly the synthetic grammar's word classes: every edit stays grammatical
+            from vilem.data.plausibility import synthetic_lexicon
+
+            groups = synthetic_lexicon()
         if cfg.lexicon_path:
             groups = read_json(cfg.lexicon_path, "lexicon file")
             if not isinstance(groups, dict) or not all(

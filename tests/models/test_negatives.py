@@ -159,6 +159,58 @@ def test_original_token_is_blocked(tokenizer, batch):
     assert not (edited[labels == 1] == ids[labels == 1]).any()
 
 
+class OriginalFirstMLM(ContextMLM):
+    """Puts ``lead`` logits on the original token of the masked slot and ``alt`` on token
+    3000; every other token has logit 0."""
+
+    def __init__(self, mask_id: int, lead: float, alt: float):
+        super().__init__(mask_id)
+        self.lead, self.alt = lead, alt
+
+    def forward(self, input_ids, attention_mask):
+        logits = torch.zeros(*input_ids.shape, self.vocab)
+        rows = torch.arange(len(input_ids))
+        logits[rows, :, self.original[: len(input_ids)]] = self.lead
+        logits[:, :, 3000] = self.alt
+        return SimpleNamespace(logits=logits)
+
+
+@pytest.mark.parametrize("alt, kept", [(14.0, True), (3.0, False)])
+def test_min_prob_drops_fills_the_mlm_itself_finds_implausible(tokenizer, batch, alt, kept):
+    # the original has logit 20: token 3000 gets p = e^14 / (e^20 + e^14 + ...) ~ 0.25% of the
+    # mass at alt 14 (above min_prob 0.1%) and ~ e^-17 at alt 3 (far below): only then dropped
+    ids, mask = batch
+    fake = OriginalFirstMLM(tokenizer.mask_token_id, lead=20.0, alt=alt)
+    cfg = NegativesCfg(p=1.0, max_edits=100, top_k=1, min_prob=0.001)
+    editor = MLMEditor(fake, tokenizer, cfg)
+    eligible = editor._eligible(ids, mask)
+    fake.original = ids[eligible]
+    edited, labels, _ = editor.edit(ids, mask, _gen(0))
+    if kept:
+        assert (labels == 1).sum() == eligible.sum() and (edited[labels == 1] == 3000).all()
+    else:
+        assert not (labels == 1).any() and torch.equal(edited, ids)
+    # without the filter the same implausible fill is written
+    plain = MLMEditor(fake, tokenizer, NegativesCfg(p=1.0, max_edits=100, top_k=1))
+    assert (plain.edit(ids, mask, _gen(0))[1] == 1).sum() == eligible.sum()
+
+
+def test_synthetic_lexicon_swaps_only_within_the_grammars_word_classes(tokenizer):
+    editor = build_editor(NegativesCfg(kind="lexicon", lexicon="synthetic", p=1.0), tokenizer)
+    enc = tokenizer(["a large pink cross to the left of two small red stars"], return_tensors="pt")
+    edited, labels, _ = editor.edit(enc["input_ids"], enc["attention_mask"], _gen(0))
+    before = tokenizer.convert_ids_to_tokens(enc["input_ids"][0])
+    after = tokenizer.convert_ids_to_tokens(edited[0])
+    flags = labels[0].tolist()
+    swaps = {b: a for b, a, flag in zip(before, after, flags, strict=True) if flag == 1}
+    assert {"large", "pink", "cross", "left", "two", "small", "red"} <= set(swaps)
+    assert swaps["large"] == "small" and swaps["small"] == "large" and swaps["left"] == "right"
+    assert swaps["two"] == "three" and swaps["cross"] in {"circle", "square", "triangle", "star"}
+    assert swaps["pink"] in {"red", "green", "blue", "yellow", "purple", "black"}
+    with pytest.raises(ConfigError, match="lexicon must be"):
+        build_editor(NegativesCfg(kind="lexicon", lexicon="sythetic"), tokenizer)
+
+
 def test_seeded_generator_is_deterministic_and_calls_are_fresh(tokenizer, mlm_dir, batch):
     ids, mask = batch
     editor = _editor(tokenizer, mlm_dir, p=0.5)

@@ -53,9 +53,14 @@ def test_train_lm_writes_a_loadable_fill_mask_folder(tmp_path):
         batch_size=16,
         lr=3e-3,
         quiet=True,
+        val_corpus=CAPTIONS[:2] + ["a large red square left of a small green circle"],
+        eval_points=3,
     )
     info = json.loads((out / "vilem_lm.json").read_text())
     assert info["final_loss"] < info["first_loss"] - 3  # from ~ln(30522) = 10.3
+    # held out: only the caption the LM never trained on, measured at steps 20, 40, 60
+    assert info["heldout_captions"] == 1 and [s for s, _ in info["val_curve"]] == [20, 40, 60]
+    assert info["final_val_loss"] == info["val_curve"][-1][1] < info["val_curve"][0][1]
     assert any(out.glob("*.safetensors")) and not any(out.glob("*.bin"))
     model = AutoModelForMaskedLM.from_pretrained(str(out), local_files_only=True)
     tokenizer = AutoTokenizer.from_pretrained(str(out), local_files_only=True)

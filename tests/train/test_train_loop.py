@@ -125,6 +125,10 @@ def test_a_short_run_lowers_every_loss_part(tmp_path, synth_root, tiny_mlm):
         assert last < first, f"{part}: {first:.3f} -> {last:.3f}"
     assert records[-1]["samples_per_s"] > 0 and records[0]["lr"] == pytest.approx(2e-3 / 4)
     assert summary["val"]["rsum"] == records[-1]["val/rsum"] and 0 <= summary["val"]["rsum"] <= 600
+    # the negatives were measured against the synthetic grammar before training
+    report = json.loads((tmp_path / "negatives.json").read_text())
+    assert report["captions"] > 0 and 0 <= report["grammatical_pct"] <= 100
+    assert report["clean_grammatical_pct"] == 100.0 and "text_only_detector" not in report
     # the final model loads as an evaluation model
     from vilem.models import load_model
 

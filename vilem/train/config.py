@@ -62,6 +62,9 @@ class TrainConfig:
     val_every: int = 0  # steps between validations; 0 = only after the last step
     save_every: int = 0  # steps between checkpoints; 0 = only at the end (or when stopped)
     num_workers: int = 0  # DataLoader worker processes
+    # steps of the text-only detector in the negatives report (synthetic data only, written to
+    # negatives.json before training); 0 = edit figures only, -1 = no report
+    plausibility_steps: int = 300
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON/YAML-able dict that ``config_from_mapping`` turns back into this config."""

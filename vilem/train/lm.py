@@ -68,6 +68,38 @@ def mask_tokens(
     return corrupted, labels
 
 
+def _pad(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token-id lists -> (ids (B, L) padded with ``pad_id``, attention mask)."""
+    ids = torch.full((len(rows), max(len(r) for r in rows)), pad_id, dtype=torch.long)
+    for i, r in enumerate(rows):
+        ids[i, : len(r)] = torch.tensor(r)
+    return ids, (ids != pad_id).long()
+
+
+def _masked_loss(model, ids, attention, special_ids, tokenizer, gen) -> torch.Tensor:
+    special = torch.isin(ids, special_ids)
+    corrupted, labels = mask_tokens(ids, special, tokenizer.mask_token_id, len(tokenizer), gen)
+    hidden_states = model.bert(input_ids=corrupted, attention_mask=attention)[0]
+    # the vocabulary projection only at predicted positions: ~7x cheaper than all tokens
+    where = labels != -100
+    return F.cross_entropy(model.cls(hidden_states[where]), labels[where])
+
+
+@torch.no_grad()
+def heldout_loss(model, rows: list[list[int]], tokenizer, seed: int = 0, batch: int = 256) -> float:
+    """Mean masked-token loss on held-out captions, with a fixed masking (same every call)."""
+    model.eval()
+    gen = torch.Generator().manual_seed(seed)
+    special_ids = torch.tensor(tokenizer.all_special_ids)
+    total, n = 0.0, 0
+    for s in range(0, len(rows), batch):
+        ids, attention = _pad(rows[s : s + batch], tokenizer.pad_token_id)
+        loss = _masked_loss(model, ids, attention, special_ids, tokenizer, gen)
+        total, n = total + float(loss) * len(ids), n + len(ids)
+    model.train()
+    return total / n
+
+
 def train_lm(
     corpus: list[str],
     out_dir: str | os.PathLike,
@@ -81,11 +113,16 @@ def train_lm(
     seed: int = 0,
     max_len: int = 40,
     quiet: bool = False,
+    val_corpus: list[str] | None = None,
+    eval_points: int = 10,
 ) -> Path:
     """Train a small BertForMaskedLM on ``corpus`` and save it as an HF folder at ``out_dir``.
 
-    The folder is written to a temporary sibling and renamed into place, so an interrupted run
-    never leaves a half-written model. Returns ``out_dir``.
+    With ``val_corpus``, the held-out masked-token loss is measured at ``eval_points`` evenly
+    spaced steps and recorded in ``vilem_lm.json`` (``val_curve``, ``final_val_loss``), so a
+    reader can see whether the LM converged. The folder is written to a temporary sibling and
+    renamed into place, so an interrupted run never leaves a half-written model. Returns
+    ``out_dir``.
     """
     from tqdm import tqdm
     from transformers import AutoTokenizer, BertConfig, BertForMaskedLM
@@ -119,37 +156,38 @@ def train_lm(
     warmup = max(1, steps // 10)
     gen = torch.Generator().manual_seed(seed)
     rng = np.random.default_rng(seed)
-    enc = tokenizer(texts, truncation=True, max_length=max_len)
-    ids_all = enc["input_ids"]
+    ids_all = tokenizer(texts, truncation=True, max_length=max_len)["input_ids"]
+    special_ids = torch.tensor(tokenizer.all_special_ids)
+    val_rows: list[list[int]] = []
+    if val_corpus:
+        # held out = captions the LM never trains on (a val caption may repeat a train one)
+        seen = set(texts)
+        val_texts = sorted({t.strip() for t in val_corpus if t and t.strip()} - seen)
+        if val_texts:
+            val_rows = tokenizer(val_texts, truncation=True, max_length=max_len)["input_ids"]
+    eval_at = set()
+    if val_rows and eval_points > 0:
+        eval_at = {round(steps * (i + 1) / eval_points) for i in range(eval_points)}
 
     losses: list[float] = []
+    val_curve: list[list[float]] = []
     t0 = time.perf_counter()
     for step in tqdm(range(steps), desc="train-lm", disable=quiet):
         rows = [ids_all[i] for i in rng.integers(len(texts), size=batch_size)]
-        width = max(len(r) for r in rows)
-        input_ids = torch.full((batch_size, width), tokenizer.pad_token_id, dtype=torch.long)
-        for i, r in enumerate(rows):
-            input_ids[i, : len(r)] = torch.tensor(r)
-        attention = (input_ids != tokenizer.pad_token_id).long()
-        special = torch.isin(input_ids, torch.tensor(tokenizer.all_special_ids))
-        corrupted, labels = mask_tokens(
-            input_ids, special, tokenizer.mask_token_id, len(tokenizer), gen
-        )
+        input_ids, attention = _pad(rows, tokenizer.pad_token_id)
         scale = min(1.0, (step + 1) / warmup)
         if step >= warmup:
             scale = 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))
         for group in optimizer.param_groups:
             group["lr"] = lr * scale
-        hidden_states = model.bert(input_ids=corrupted, attention_mask=attention)[0]
-        # the vocabulary projection only at predicted positions: ~7x cheaper than all tokens
-        where = labels != -100
-        logits = model.cls(hidden_states[where])
-        loss = F.cross_entropy(logits, labels[where])
+        loss = _masked_loss(model, input_ids, attention, special_ids, tokenizer, gen)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         losses.append(loss.item())
+        if step + 1 in eval_at:
+            val_curve.append([step + 1, round(heldout_loss(model, val_rows, tokenizer, seed), 4)])
 
     out = Path(out_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -179,6 +217,9 @@ def train_lm(
         "heads": heads,
         "first_loss": losses[0],
         "final_loss": float(np.mean(tail)),
+        "heldout_captions": len(val_rows),
+        "val_curve": val_curve,
+        "final_val_loss": val_curve[-1][1] if val_curve else None,
         "seconds": round(time.perf_counter() - t0, 2),
     }
     (tmp / "vilem_lm.json").write_text(json.dumps(info, indent=2) + "\n")

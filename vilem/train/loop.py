@@ -27,6 +27,7 @@ from tqdm import tqdm
 from vilem.data import load_split
 from vilem.data.base import Split
 from vilem.errors import ConfigError
+from vilem.io import atomic_write_json
 from vilem.train import dist as D
 from vilem.train import state as S
 from vilem.train.config import TrainConfig, validate_model_section
@@ -232,6 +233,22 @@ def _check_mlm(model_cfg: Any) -> None:
     )
 
 
+def _report_negatives(model: Any, cfg: TrainConfig, out: Path, quiet: bool) -> None:
+    """Measure how plausible the negatives are (synthetic data) into ``out/negatives.json``."""
+    from vilem.train.negatives_report import REPORT_FILE, negatives_report, summary_line
+
+    if model.config.itc_only or cfg.plausibility_steps < 0:
+        return
+    report = negatives_report(
+        model.editor, model.tokenizer, model.config.negatives, cfg.data.dataset,
+        cfg.data.root, detector_steps=cfg.plausibility_steps,
+    )  # fmt: skip
+    if report is not None:
+        atomic_write_json(out / REPORT_FILE, report)
+        if not quiet:
+            print(summary_line(report), flush=True)
+
+
 def _init_from(model: torch.nn.Module, folder: Path, quiet: bool) -> None:
     """Start from the weights of a trained model folder (e.g. an image model fine-tuned on
     video). The retrieval towers must match exactly; other tensors are taken where they fit."""
@@ -364,6 +381,8 @@ def _train(
         _init_from(model, Path(cfg.init_from), quiet or not info.is_main)
     if info.rank:  # dropout masks must differ across ranks
         torch.manual_seed(cfg.seed + 7919 * info.rank)
+    if info.is_main and meta is None:
+        _report_negatives(model, cfg, out, quiet)
     model.train()
 
     # -- data
