@@ -348,6 +348,27 @@ def test_probe_bootstrap_intervals_per_category_are_seeded_and_contain_the_estim
     assert M.probe_accuracy(pos, neg, cats, bootstrap=300, seed=5)["intervals"] == out["intervals"]
 
 
+def test_word_balanced_accuracy_gives_a_blind_word_preference_exactly_50():
+    # an image-blind text tower that always scores "above" over "below": right on the 3
+    # "above" positives, wrong on the 1 "below" one -> raw 75%, balanced (75 + 0) / 2... per
+    # word: above 100, below 0 -> 50; colour has no key words and stays unbalanced
+    pos = [1.0, 1.0, 1.0, 0.0, 1.0, 0.0]
+    neg = [0.0, 0.0, 0.0, 1.0, 0.0, 1.0]
+    cats = ["relation"] * 4 + ["colour"] * 2
+    words = ["above", "above", "above", "below", None, None]
+    out = M.probe_accuracy(pos, neg, cats, words=words, bootstrap=200, seed=1)
+    assert out["acc_relation"] == 75.0 and out["acc_relation_bal"] == 50.0
+    assert "acc_colour_bal" not in out and out["acc_colour"] == 50.0
+    assert out["macro"] == 50.0  # the balanced relation figure enters the macro mean
+    assert out["overall"] == pytest.approx(400 / 6)
+    # per word every probe agrees, so the balanced interval has no width
+    assert out["intervals"]["acc_relation_bal"] == [50.0, 50.0]
+    lo, hi = out["intervals"]["acc_relation"]
+    assert lo <= 75.0 <= hi
+    without = M.probe_accuracy(pos, neg, cats)
+    assert without["macro"] == (75.0 + 50.0) / 2 and "acc_relation_bal" not in without
+
+
 def test_probe_accuracy_rejects_bad_input():
     with pytest.raises(DataError, match="equal-length"):
         M.probe_accuracy([1.0, 2.0], [1.0], ["a", "a"])

@@ -279,8 +279,13 @@ def score_probes(
     pos_scores = np.einsum("nd,nd->n", item_emb, pos)
     neg_scores = np.einsum("nd,nd->n", item_emb, neg)
     categories = [p.category for p in probes]
+    words = [p.word for p in probes]
     scores = M.probe_accuracy(
-        pos_scores, neg_scores, categories, bootstrap=opts.bootstrap, seed=opts.seed
+        pos_scores, neg_scores, categories, words=words, bootstrap=opts.bootstrap, seed=opts.seed
     )
-    per_query = {"correct": (pos_scores > neg_scores).astype(int).tolist(), "category": categories}
+    per_query = {
+        "correct": (pos_scores > neg_scores).astype(int).tolist(),
+        "category": categories,
+        "word": words,
+    }
     return scores, per_query

@@ -58,7 +58,8 @@ def metric_info(name: str) -> dict[str, Any]:
     if name in METRIC_INFO:
         return METRIC_INFO[name]
     if name.startswith("acc_") and len(name) > 4:
-        return {"higher_is_better": True, "display": f"Acc. {name[4:]}", "unit": "%"}
+        label = name[4:].replace(BALANCED_SUFFIX, " (word-balanced)")
+        return {"higher_is_better": True, "display": f"Acc. {label}", "unit": "%"}
     from vilem.registry import closest
 
     raise ConfigError(f"unknown metric {name!r}{closest(name, list(METRIC_INFO))}")
@@ -573,11 +574,62 @@ def paired_bootstrap_delta(
 # ------------------------------------------------------------------------------ probes
 
 
+BALANCED_SUFFIX = "_bal"  # acc_<category>_bal: the word-balanced accuracy of a category
+
+
+def probe_strata(
+    categories: Sequence[str], words: Sequence[str | None] | None = None
+) -> tuple[list[str], list[list[np.ndarray]], list[bool]]:
+    """Probe indices grouped for scoring: (category names, per category the index arrays of its
+    strata, whether the category is word-balanced).
+
+    A category is word-balanced when every one of its probes names the key word of its positive
+    (``words``, e.g. "above" for a relation probe whose negative says "below"); its strata are
+    then one per word, else the whole category is one stratum."""
+    cats = np.asarray([str(c) for c in categories])
+    names = sorted(set(cats.tolist()))
+    strata, balanced = [], []
+    for c in names:
+        idx = np.flatnonzero(cats == c)
+        keyed = words is not None and all(words[i] is not None for i in idx)
+        if keyed:
+            keys = np.asarray([str(words[i]) for i in idx])
+            strata.append([idx[keys == w] for w in sorted(set(keys.tolist()))])
+        else:
+            strata.append([idx])
+        balanced.append(keyed)
+    return names, strata, balanced
+
+
+def probe_summary(
+    hits: np.ndarray, sizes: np.ndarray, groups: list[int], balanced: list[bool]
+) -> dict[str, np.ndarray]:
+    """Probe metrics from per-stratum hit counts ``hits`` (S,) or (S, B) replicates.
+
+    ``groups[s]`` is the category index of stratum s. Returns arrays for ``overall``, ``macro``
+    and per category ``acc`` (C, ...) and ``bal`` (C, ...; the mean of its strata's
+    accuracies). The macro mean takes the balanced accuracy of word-balanced categories, so an
+    image-blind model that always prefers one word scores 50% there as everywhere."""
+    g = np.asarray(groups)
+    n_cats = len(balanced)
+    rate = 100.0 * hits / (sizes if hits.ndim == 1 else sizes[:, None])
+    acc = np.stack([100.0 * hits[g == c].sum(0) / sizes[g == c].sum() for c in range(n_cats)])
+    bal = np.stack([rate[g == c].mean(0) for c in range(n_cats)])
+    chosen = np.where(np.asarray(balanced).reshape(-1, *[1] * (acc.ndim - 1)), bal, acc)
+    return {
+        "overall": 100.0 * hits.sum(0) / sizes.sum(),
+        "macro": chosen.mean(0),
+        "acc": acc,
+        "bal": bal,
+    }
+
+
 def probe_accuracy(
     pos_scores: Any,
     neg_scores: Any,
     categories: Sequence[str],
     *,
+    words: Sequence[str | None] | None = None,
     bootstrap: int = 0,
     seed: int = 0,
 ) -> dict[str, Any]:
@@ -588,14 +640,18 @@ def probe_accuracy(
         pos_scores: (P,) similarity of each probe's item with its true text.
         neg_scores: (P,) similarity with the edited text.
         categories: (P,) category of each probe.
-        bootstrap: resamples for 95% intervals (probes resampled within each category, which
-            keeps category sizes fixed as the macro mean assumes); 0 computes none.
+        words: optional (P,) key word of each probe's positive (None where there is none);
+            a category whose probes all have one is also scored word-balanced.
+        bootstrap: resamples for 95% intervals (probes resampled within each category, and
+            within each word of a balanced one, which keeps the sizes the means assume);
+            0 computes none.
         seed: seed of the resampling.
 
     Returns:
-        ``overall`` (micro, percent), ``macro`` (mean over categories), ``acc_<category>``
-        per category, ``counts`` ({category: probes}) and, with bootstrap, ``intervals``
-        ({"overall" | "macro" | "acc_<category>": [lo, hi]}).
+        ``overall`` (micro, percent), ``macro`` (mean over categories, balanced ones by their
+        balanced accuracy), ``acc_<category>`` per category, ``acc_<category>_bal`` (mean of
+        the per-word accuracies) for balanced categories, ``counts`` ({category: probes}) and,
+        with bootstrap, ``intervals`` (the same keys: [lo, hi]).
     """
     bootstrap = _int_param(bootstrap, "bootstrap", 0)
     pos = np.asarray(pos_scores, dtype=np.float64)
@@ -606,27 +662,35 @@ def probe_accuracy(
             f"probe scores and categories must be equal-length, non-empty 1-D: pos {pos.shape}, "
             f"neg {neg.shape}, categories {cats.shape}"
         )
+    if words is not None and len(words) != len(pos):
+        raise DataError(f"probe words has {len(words)} entries for {len(pos)} probes")
     if not (np.isfinite(pos).all() and np.isfinite(neg).all()):
         raise DataError("probe scores hold NaN or inf")
     correct = pos > neg
-    names = sorted(set(cats.tolist()))
-    n = np.array([np.sum(cats == c) for c in names])
-    hits = np.array([np.sum(correct[cats == c]) for c in names])
-    acc = 100.0 * hits / n
-    out: dict[str, Any] = {"overall": float(100.0 * correct.mean()), "macro": float(acc.mean())}
-    out.update({f"acc_{c}": float(a) for c, a in zip(names, acc, strict=True)})
-    out["counts"] = {c: int(k) for c, k in zip(names, n, strict=True)}
+    names, strata, balanced = probe_strata(categories, words)
+    flat = [idx for parts in strata for idx in parts]
+    groups = [c for c, parts in enumerate(strata) for _ in parts]
+    sizes = np.array([len(idx) for idx in flat], dtype=np.float64)
+    hits = np.array([correct[idx].sum() for idx in flat], dtype=np.float64)
+
+    def named(summary: dict[str, np.ndarray], fn: Callable[[np.ndarray], Any]) -> dict:
+        out = {"overall": fn(summary["overall"]), "macro": fn(summary["macro"])}
+        for c, name in enumerate(names):
+            out[f"acc_{name}"] = fn(summary["acc"][c])
+            if balanced[c]:
+                out[f"acc_{name}{BALANCED_SUFFIX}"] = fn(summary["bal"][c])
+        return out
+
+    out: dict[str, Any] = named(probe_summary(hits, sizes, groups, balanced), float)
+    out["counts"] = {
+        c: int(sum(len(i) for i in parts)) for c, parts in zip(names, strata, strict=True)
+    }
     if bootstrap:
         rng = np.random.default_rng(seed)
-        # resampling n_c probes with replacement gives Binomial(n_c, hits_c / n_c) hits: exact
-        reps = 100.0 * rng.binomial(n[:, None], (hits / n)[:, None], (len(names), bootstrap))
-        reps = reps / n[:, None]
-        intervals = {
-            "overall": _interval((reps * n[:, None]).sum(axis=0) / n.sum()),
-            "macro": _interval(reps.mean(axis=0)),
-        }
-        intervals.update({f"acc_{c}": _interval(r) for c, r in zip(names, reps, strict=True)})
-        out["intervals"] = intervals
+        # resampling n_s probes with replacement gives Binomial(n_s, hits_s / n_s) hits: exact
+        reps = rng.binomial(sizes[:, None].astype(int), (hits / sizes)[:, None],
+                            (len(sizes), bootstrap)).astype(np.float64)  # fmt: skip
+        out["intervals"] = named(probe_summary(reps, sizes, groups, balanced), _interval)
     return out
 
 

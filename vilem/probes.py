@@ -23,6 +23,9 @@ class Probe:
     positive: str  # the true caption
     negative: str  # the same caption with one exact edit
     category: str  # e.g. "colour", "relation", "swap_att"
+    # the positive's key word where the edit states its opposite ("above" -> "below"): the
+    # category is then also scored word-balanced, so a text-only word preference scores 50%
+    word: str | None = None
 
 
 COLOURS = (

@@ -488,6 +488,10 @@ class SyntheticVideos(_SyntheticAdapter):
 # ----------------------------------------------------------------------------- probes
 
 
+# categories whose edit flips one word to its opposite: the form field holding that word
+_KEY_WORD = {"relation": "relation", "direction": "direction"}
+
+
 def synthetic_probes(split: Split, categories: Sequence[str] | None = None) -> list[Probe]:
     """Exact single-word edits (a two-word swap for ``swap_att``) of each item's true captions,
     each false of its scene: at most one probe per item and category, chosen reproducibly.
@@ -526,7 +530,9 @@ def synthetic_probes(split: Split, categories: Sequence[str] | None = None) -> l
                 if not options:
                     continue
                 j, edit = random.Random(f"{split.items[i]}|{category}").choice(options)
-                probes.append(Probe(i, split.texts[j], sc.render_caption(edit), category))
+                form = forms[text_ids.index(j)]
+                word = form.get(_KEY_WORD.get(category, ""))
+                probes.append(Probe(i, split.texts[j], sc.render_caption(edit), category, word))
         except (KeyError, TypeError, ValueError) as exc:
             raise DataError(
                 f"{split.dataset}/{split.split} item {split.items[i]}: "
