@@ -60,7 +60,9 @@ def probe(
     correct: dict[str, list[int]],
     *,
     dataset: str = "synthetic",
+    modality: str = "image",
     per_query: bool = True,
+    extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """A probe record from per-category 0/1 outcomes."""
     metrics = {f"acc_{c}": 100.0 * sum(v) / len(v) for c, v in correct.items()}
@@ -69,9 +71,10 @@ def probe(
     metrics["overall"] = 100.0 * sum(flat) / len(flat)
     rec = make_result(
         model={"spec": name, "config": {}, "fingerprint": f"fp-{name}"},
-        dataset={"name": dataset, "split": "test", "modality": "image", "revision": "r1"},
+        dataset={"name": dataset, "split": "test", "modality": modality, "revision": "r1"},
         task="probe",
         metrics=metrics,
+        extra=extra,
     )
     if per_query:
         rec["per_query"] = {"correct": flat, "category": [c for c, v in correct.items() for _ in v]}
@@ -90,10 +93,13 @@ def failed(name: str, task: str = "retrieval", dataset: str = "synthetic") -> di
 
 
 def save(folder: Path, records: list[dict[str, Any]]) -> Path:
-    """Write each record as <model>/<dataset>__<task>.json under ``folder``."""
+    """Write each record as <model>/<dataset>__<task>.json under ``folder`` (in a seed<k>/
+    subfolder for a record with ``extra.train_seed``, as the multi-seed bench does)."""
     for r in records:
         name = r["model"].get("name") or r["model"]["spec"]
-        write_result(folder / name / f"{r['dataset']['name']}__{r['task']}.json", r)
+        seed = r.get("extra", {}).get("train_seed")
+        where = folder / name if seed is None else folder / name / f"seed{seed}"
+        write_result(where / f"{r['dataset']['name']}__{r['task']}.json", r)
     return folder
 
 

@@ -109,6 +109,22 @@ def test_paired_probe_delta_resamples_within_category(rec):
     assert paired_delta(new, base, "acc_shape").verdict == "tie"
 
 
+def test_paired_probe_delta_of_the_balanced_accuracy_resamples_within_each_word(rec):
+    words = ["above", "above", "above", "below"]
+    base = rec.probe("base", {"relation": [1, 1, 1, 0]})  # a blind "above" preference
+    new = rec.probe("new", {"relation": [1, 1, 1, 1]})
+    for r, bal in ((base, 50.0), (new, 100.0)):
+        r["per_query"]["word"] = words
+        r["metrics"]["acc_relation_bal"] = bal
+    d = paired_delta(new, base, "acc_relation_bal")
+    # per word the outcomes are constant, so every resample gives exactly +50
+    assert (d.value, d.lo, d.hi) == (50.0, 50.0, 50.0)
+    raw = paired_delta(new, base, "acc_relation")
+    assert raw.value == 25.0 and raw.lo <= 25.0 <= raw.hi
+    base["per_query"]["word"] = ["above"] * 4
+    assert "probe words" in paired_delta(new, base, "acc_relation_bal").note
+
+
 def test_delta_verdict_follows_metric_direction():
     # a lower median rank is better: a negative delta with an interval below 0 beats
     assert Delta("t2i_medr", -3.0, -4.0, -2.0, higher_is_better=False).verdict == "beats"

@@ -1,11 +1,48 @@
-"""``vilem bench``: run a benchmark matrix, then print its leaderboards."""
+"""``vilem bench``: run a benchmark matrix, then print its leaderboards (and, for a spec with a
+``compare`` section, its headline deltas); ``vilem compare``: those deltas for a results
+folder."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 DEFAULT_SPEC = Path("benchmarks") / "default.yaml"
+
+
+def comparison_table(comp: dict[str, Any]) -> str:
+    """The deltas and model-only values of a ``comparison`` as a short Markdown table."""
+    from tabulate import tabulate
+
+    def num(x: float | None) -> str:
+        return "—" if x is None else f"{x:+.1f}".replace("-", "−")
+
+    def ci(c: list[float] | None) -> str:
+        return "n/a" if not c else f"[{num(c[0])}, {num(c[1])}]"
+
+    rows = []
+    for key, d in comp["deltas"].items():
+        sig = {True: "yes", False: "no", None: "n/a"}[d["significant"]]
+        rows.append([key, num(d["delta"]), ci(d["ci"]), sig, d["n_seeds"]])
+    for key, v in comp["model_only"].items():
+        value = "—" if v["value"] is None else f"{v['value']:.1f}"
+        lo_hi = "n/a" if not v["ci"] else f"[{v['ci'][0]:.1f}, {v['ci'][1]:.1f}]"
+        rows.append([f"{key} ({comp['model']})", value, lo_hi, "", v["n_seeds"]])
+    headers = ["comparison", "Δ / value", "95% CI", "significant", "seeds"]
+    return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
+
+
+def _compare(records: list[dict], names: dict[str, str]) -> dict[str, Any]:
+    from vilem.report.compare import comparison
+
+    return comparison(
+        records,
+        names["model"],
+        names["baseline"],
+        video_model=names.get("video_model"),
+        video_baseline=names.get("video_baseline"),
+    )
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
@@ -29,12 +66,50 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         if any(r["task"] == task for r in records):
             print(f"\n## {task}\n")
             print(leaderboard(records, task, baseline=args.baseline))
+    comp = _compare(records, spec.compare) if spec.compare and records else None
+    if comp is not None:
+        print(f"\n## {comp['model']} vs {comp['baseline']} (seeds {comp['seeds'] or 'n/a'})\n")
+        print(comparison_table(comp))
     if args.report:
+        from vilem.io import atomic_write_json
         from vilem.report.report import build_report
 
         path = build_report(results, Path(args.report), baseline=args.baseline, title=spec.name)
         print(f"\nreport written to {path}")
+        if comp is not None:
+            atomic_write_json(Path(args.report) / "comparison.json", comp)
+            print(f"comparison written to {Path(args.report) / 'comparison.json'}")
     return 1 if summary.failed else 0
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from vilem.errors import ConfigError, DataError
+    from vilem.io import atomic_write_json
+    from vilem.registry import closest
+    from vilem.report.leaderboard import collect, models_in
+
+    records, _ = collect(args.results_dir)
+    if not records:
+        raise DataError(f"no vilem result files found under {args.results_dir}")
+    if (args.video_model is None) != (args.video_baseline is None):
+        raise ConfigError("--video-model and --video-baseline go together")
+    known = models_in(records)
+    flags = ("model", "baseline", "video_model", "video_baseline")
+    for flag, name in ((f, getattr(args, f)) for f in flags):
+        if name is not None and name not in known:
+            raise ConfigError(
+                f"--{flag.replace('_', '-')}: no model {name!r} in the results"
+                f"{closest(name, known)}; models: {', '.join(known)}"
+            )
+    names = {"model": args.model, "baseline": args.baseline}
+    if args.video_model is not None:
+        names |= {"video_model": args.video_model, "video_baseline": args.video_baseline}
+    comp = _compare(records, names)
+    print(comparison_table(comp))
+    if args.out:
+        atomic_write_json(args.out, comp)
+        print(f"\ncomparison written to {args.out}")
+    return 0
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -44,7 +119,21 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--rerun", action="store_true", help="rerun finished cells")
     p.add_argument("--quick", action="store_true", help="the spec's reduced version")
     p.add_argument("--baseline", help="model row to compare against in the printed tables")
-    p.add_argument("--report", type=Path, metavar="DIR", help="also write report.md/html here")
+    p.add_argument(
+        "--report",
+        type=Path,
+        metavar="DIR",
+        help="also write report.md/html here (and comparison.json for a spec with `compare`)",
+    )
     p.add_argument("--device", default="cpu")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_bench)
+
+    p = sub.add_parser("compare", help="model vs baseline deltas of a results folder, as JSON")
+    p.add_argument("results_dir", type=Path, metavar="RESULTS_DIR", help="folder of result JSONs")
+    p.add_argument("--model", required=True)
+    p.add_argument("--baseline", required=True)
+    p.add_argument("--video-model", help="fine-tuned video model (video_finetuned_rsum)")
+    p.add_argument("--video-baseline", help="its baseline")
+    p.add_argument("--out", type=Path, metavar="FILE", help="also write comparison.json here")
+    p.set_defaults(func=_cmd_compare)

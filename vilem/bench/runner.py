@@ -1,7 +1,11 @@
 """Runs a benchmark matrix: prepare (train the MLM and models a spec asks for), then evaluate every
 cell into ``<out>/results/<model>/<dataset>__<task>.json``. Finished cells are skipped unless
 ``rerun``; a failing cell is recorded as failed and the rest go on; a per-cell lock file keeps two
-runs on the same folder from doing (or overwriting) the same cell."""
+runs on the same folder from doing (or overwriting) the same cell.
+
+A spec with ``seeds`` trains each ``train:`` entry once per seed into ``<out>/models/<model>/
+seed<k>/`` and writes its cells to ``<out>/results/<model>/seed<k>/``; evaluation (bootstrap seed,
+probes, frames) uses the spec's ``seed`` for every training seed, so all are scored alike."""
 
 from __future__ import annotations
 
@@ -89,8 +93,8 @@ class Runner:
         self.out = Path(spec.out)
         self.results = self.out / "results"
         self._splits: dict[str, Any] = {}
-        self._models: dict[str, Any] = {}
-        self._train_errors: dict[str, str] = {}
+        self._models: dict[tuple[str, int | None], Any] = {}
+        self._train_errors: dict[tuple[str, int | None], str] = {}
 
     # ------------------------------------------------------------------ preparation
     def mlm_dir(self) -> Path:
@@ -107,44 +111,55 @@ class Runner:
         from vilem.train.lm import train_lm
 
         opts = dict(self.spec.mlm)
-        corpus_spec = opts.pop("corpus", {"dataset": "synthetic", "split": "train"})
-        split = load_split(
-            corpus_spec["dataset"], corpus_spec.get("split", "train"), root=corpus_spec.get("root"),
-            **corpus_spec.get("options", {}),
-        )  # fmt: skip
-        _say(self.quiet, f"[bench] training the masked LM on {len(split.texts)} captions")
+        corpus = opts.pop("corpus", {"dataset": "synthetic", "split": "train"})
+        texts, held_out = [], []
+        for part in corpus if isinstance(corpus, list) else [corpus]:
+            args = (part.get("root"),)
+            kwargs = part.get("options", {})
+            split = load_split(part["dataset"], part.get("split", "train"), *args, **kwargs)
+            texts += split.texts
+            val = part.get("val_split", "val")
+            if val:  # held-out captions: the LM's masked-token loss on them says if it converged
+                held_out += load_split(part["dataset"], val, *args, **kwargs).texts
+        _say(self.quiet, f"[bench] training the masked LM on {len(texts)} captions")
         with CellLock(target.with_suffix(".lock")) as lock:
             if not lock.acquire():
                 raise VilemError(f"{target} is being trained by another run; try again later")
-            train_lm(split.texts, target, quiet=self.quiet, seed=self.spec.seed, **opts)
+            train_lm(
+                texts, target, quiet=self.quiet, seed=self.spec.seed, val_corpus=held_out, **opts
+            )
         return target
 
-    def model_dir(self, name: str) -> Path:
-        return self.out / "models" / name
+    def model_dir(self, name: str, seed: int | None = None) -> Path:
+        """``<out>/models/<name>``, or ``.../<name>/seed<k>`` for training seed ``k``."""
+        folder = self.out / "models" / name
+        return folder if seed is None else folder / f"seed{seed}"
 
-    def ensure_trained(self, entry: ModelEntry, mlm: Path | None) -> str:
-        """Train ``entry`` (resuming an interrupted run) unless its final model exists; returns
-        the model spec to evaluate."""
+    def ensure_trained(self, entry: ModelEntry, mlm: Path | None, seed: int | None = None) -> str:
+        """Train ``entry`` with training seed ``seed`` (None: the spec's ``seed``, single-seed
+        layout), resuming an interrupted run, unless its final model exists; returns the model
+        spec to evaluate. An ``init`` entry starts from the same seed's model."""
         if entry.spec:
             return entry.spec
         from vilem.train.config import load_config
         from vilem.train.loop import train
 
-        out_dir = self.model_dir(entry.name)
+        out_dir = self.model_dir(entry.name, seed)
         final = out_dir / "model"
         if (final / "config.json").is_file():
             return f"vilem:{final}"
-        overrides = list(entry.overrides) + [f"seed={self.spec.seed}"]
+        overrides = list(entry.overrides) + [f"seed={self.spec.seed if seed is None else seed}"]
         if mlm is not None:
             overrides.append(f"model.negatives.mlm_path={mlm}")
         if entry.init is not None:
-            init_spec = self.ensure_trained(self.spec.model(entry.init), mlm)
+            init_spec = self.ensure_trained(self.spec.model(entry.init), mlm, seed)
             overrides.append(f"init_from={init_spec.partition(':')[2]}")
         cfg = load_config(entry.train, overrides)
-        _say(self.quiet, f"[bench] training {entry.name} ({entry.train})")
+        which = entry.name if seed is None else f"{entry.name} seed {seed}"
+        _say(self.quiet, f"[bench] training {which} ({entry.train})")
         with CellLock(out_dir.with_suffix(".lock")) as lock:
             if not lock.acquire():
-                raise VilemError(f"model {entry.name} is being trained by another run")
+                raise VilemError(f"model {which} is being trained by another run")
             resume = (out_dir / "checkpoint").is_dir()
             train(cfg, out_dir, resume=resume, quiet=self.quiet)
         return f"vilem:{final}"
@@ -158,18 +173,21 @@ class Runner:
             self._splits[name] = load_split(d.dataset, d.split, root=d.root, **d.options)
         return self._splits[name]
 
-    def model(self, entry: ModelEntry, spec: str):
-        if entry.name not in self._models:
+    def model(self, entry: ModelEntry, spec: str, seed: int | None = None):
+        key = (entry.name, seed)
+        if key not in self._models:
             from vilem.models import load_model
 
-            self._models[entry.name] = load_model(spec, device=self.device)
-        return self._models[entry.name]
+            # cells are model-major, then seed: a finished model is not needed again
+            self._models = {k: v for k, v in self._models.items() if k[0] == entry.name}
+            self._models[key] = load_model(spec, device=self.device)
+        return self._models[key]
 
     def run_cell(self, cell: Cell, model_spec: str) -> dict[str, Any]:
         from vilem.evaluate import EvalOptions, can_proofread, evaluate
 
         entry = self.spec.model(cell.model)
-        model = self.model(entry, model_spec)
+        model = self.model(entry, model_spec, cell.seed)
         if cell.task == "proofread" and not can_proofread(model):
             return {"not_applicable": True}
         opts = EvalOptions(
@@ -179,7 +197,9 @@ class Runner:
         info = {"spec": model_spec, "name": entry.name, **model.describe()}
         result = evaluate(model, info, self.split(cell.dataset), cell.task, opts)
         result["extra"]["setting"] = entry.setting
-        log = self.model_dir(entry.name) / "log.jsonl"
+        if cell.seed is not None:
+            result["extra"]["train_seed"] = cell.seed
+        log = self.model_dir(entry.name, cell.seed) / "log.jsonl"
         if log.is_file():
             result["extra"]["train_log"] = os.path.relpath(log, self.out)
         return result
@@ -195,14 +215,15 @@ class Runner:
         mlm = None
         if any(self.spec.model(c.model).train for c in todo):
             mlm = self.ensure_mlm()
-        specs: dict[str, str] = {}
+        specs: dict[tuple[str, int | None], str] = {}
         for cell in todo:
             entry = self.spec.model(cell.model)
-            if entry.name not in specs and entry.name not in self._train_errors:
+            key = (entry.name, cell.seed)
+            if key not in specs and key not in self._train_errors:
                 try:
-                    specs[entry.name] = self.ensure_trained(entry, mlm)
+                    specs[key] = self.ensure_trained(entry, mlm, cell.seed)
                 except Exception as exc:  # recorded per cell below; the matrix goes on
-                    self._train_errors[entry.name] = _describe(exc)
+                    self._train_errors[key] = _describe(exc)
             path = self.results / cell.filename()
             with CellLock(path.with_name(path.name + ".lock")) as lock:
                 if not lock.acquire():
@@ -210,9 +231,9 @@ class Runner:
                     continue
                 t0 = time.perf_counter()
                 try:
-                    if entry.name in self._train_errors:
-                        raise RuntimeError(f"training failed: {self._train_errors[entry.name]}")
-                    result = self.run_cell(cell, specs[entry.name])
+                    if key in self._train_errors:
+                        raise RuntimeError(f"training failed: {self._train_errors[key]}")
+                    result = self.run_cell(cell, specs[key])
                 except Exception as exc:
                     result = self._failed(cell, exc)
                 if result.get("not_applicable"):
@@ -246,7 +267,8 @@ class Runner:
             seed=self.spec.seed,
             status="failed",
             error=_describe(exc),
-            extra={"traceback": traceback.format_exc(limit=8)},
+            extra={"traceback": traceback.format_exc(limit=8)}
+            | ({} if cell.seed is None else {"train_seed": cell.seed}),
         )
 
 

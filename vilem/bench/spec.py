@@ -23,6 +23,7 @@ class ModelEntry:
     overrides: list[str] = field(default_factory=list)  # key=value overrides for the recipe
     init: str | None = None  # another trained entry whose weights initialise this one
     setting: str | None = None  # free label shown in reports, e.g. "zero-shot", "fine-tuned"
+    seeds: list[int] | None = None  # training seeds of this entry (a subset of the spec's seeds)
 
 
 @dataclass
@@ -39,9 +40,11 @@ class Cell:
     model: str
     dataset: str
     task: str
+    seed: int | None = None  # the training seed of a multi-seed spec; None: trained once
 
     def filename(self) -> str:
-        return f"{self.model}/{self.dataset}__{self.task}.json"
+        folder = self.model if self.seed is None else f"{self.model}/seed{self.seed}"
+        return f"{folder}/{self.dataset}__{self.task}.json"
 
 
 @dataclass
@@ -57,16 +60,26 @@ class BenchSpec:
     frames: int = 8  # frames per video at evaluation
     mlm: dict[str, Any] | None = None  # train-lm settings for recipes that need an MLM
     quick: dict[str, Any] = field(default_factory=dict)  # what --quick changes
+    seeds: list[int] | None = None  # train every `train:` entry once per seed; None: once
+    compare: dict[str, str] | None = None  # model/baseline (+ video_*) for comparison.json
+
+    def train_seeds(self, entry: ModelEntry) -> list[int | None]:
+        """The training seeds ``entry`` runs with: ``[None]`` (once, as without ``seeds``) for
+        untrained entries and single-seed specs."""
+        if self.seeds is None or not entry.train:
+            return [None]
+        return list(entry.seeds if entry.seeds is not None else self.seeds)
 
     def cells(self) -> list[Cell]:
-        """The matrix in a stable order (model-major), minus excluded cells."""
+        """The matrix in a stable order (model-major, then seed), minus excluded cells."""
         out = []
         for m in self.models:
-            for d in self.datasets:
-                for t in self.tasks:
-                    cell = Cell(m.name, d.name, t)
-                    if not any(_matches(rule, cell) for rule in self.exclude):
-                        out.append(cell)
+            for seed in self.train_seeds(m):
+                for d in self.datasets:
+                    for t in self.tasks:
+                        cell = Cell(m.name, d.name, t, seed)
+                        if not any(_matches(rule, cell) for rule in self.exclude):
+                            out.append(cell)
         return out
 
     def model(self, name: str) -> ModelEntry:
@@ -81,10 +94,11 @@ def _matches(rule: dict[str, str], cell: Cell) -> bool:
 
 
 _TOP = {"name", "out", "models", "datasets", "tasks", "exclude", "seed", "bootstrap", "frames",
-        "mlm", "quick"}  # fmt: skip
-_MODEL_KEYS = {"spec", "train", "overrides", "init", "setting"}
+        "mlm", "quick", "seeds", "compare"}  # fmt: skip
+_MODEL_KEYS = {"spec", "train", "overrides", "init", "setting", "seeds"}
 _DATASET_KEYS = {"dataset", "split", "root", "options"}
-_QUICK_KEYS = {"train_overrides", "datasets", "bootstrap", "mlm", "models"}
+_QUICK_KEYS = {"train_overrides", "datasets", "bootstrap", "mlm", "models", "seeds"}
+_COMPARE_KEYS = {"model", "baseline", "video_model", "video_baseline"}
 
 
 def _check_keys(raw: dict, allowed: set[str], where: str) -> None:
@@ -100,6 +114,73 @@ def _mapping(value: Any, where: str) -> dict:
     if not isinstance(value, dict):
         raise ConfigError(f"{where} must be a mapping, got {type(value).__name__}")
     return value
+
+
+def _seed_list(value: Any, where: str) -> list[int]:
+    """A non-empty list of unique ints (booleans are not seeds)."""
+    if not isinstance(value, list) or not value:
+        raise ConfigError(f"{where} must be a non-empty list of integers, e.g. [0, 1, 2]")
+    for v in value:
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise ConfigError(f"{where} must hold integers, got {v!r}")
+    if len(set(value)) != len(value):
+        dups = sorted({v for v in value if value.count(v) > 1})
+        raise ConfigError(f"{where} lists seed(s) {dups} more than once")
+    return [int(v) for v in value]
+
+
+def _check_seeds(
+    models: list[ModelEntry], full: list[int] | None, seeds: list[int] | None, source: str
+) -> None:
+    """Per-model seeds: only on trained entries of a multi-seed spec, a subset of its ``full``
+    seeds (narrowed to ``seeds``, the ones --quick keeps), and covered by the seeds of the entry
+    they initialise from."""
+    by_name = {m.name: m for m in models}
+    for m in models:
+        if m.seeds is None:
+            continue
+        where = f"{source}: models.{m.name}.seeds"
+        if full is None or seeds is None:
+            raise ConfigError(f"{where} needs a top-level 'seeds' list")
+        if not m.train:
+            raise ConfigError(f"{where}: only trained entries ('train') take seeds")
+        m.seeds = _seed_list(m.seeds, where)
+        extra = [s for s in m.seeds if s not in full]
+        if extra:
+            raise ConfigError(f"{where}: seed(s) {extra} are not in the spec's seeds {full}")
+        m.seeds = [s for s in m.seeds if s in seeds]
+        if not m.seeds:
+            raise ConfigError(f"{where}: none of its seeds is in quick.seeds {seeds}")
+    if seeds is None:
+        return
+    for m in models:
+        init = by_name.get(m.init or "")
+        if not m.train or init is None or not init.train:
+            continue
+        missing = [s for s in (m.seeds or seeds) if s not in (init.seeds or seeds)]
+        if missing:
+            raise ConfigError(
+                f"{source}: models.{m.name} initialises from {init.name}, which has no "
+                f"seed(s) {missing}"
+            )
+
+
+def _parse_compare(value: Any, names: list[str], source: str) -> dict[str, str] | None:
+    if value is None:
+        return None
+    value = _mapping(value, f"{source}: compare")
+    _check_keys(value, _COMPARE_KEYS, f"{source}: compare")
+    for key in ("model", "baseline"):
+        if key not in value:
+            raise ConfigError(f"{source}: compare needs {key!r} (a model name)")
+    if ("video_model" in value) != ("video_baseline" in value):
+        raise ConfigError(f"{source}: compare needs both 'video_model' and 'video_baseline'")
+    for key, name in value.items():
+        if str(name) not in names:
+            raise ConfigError(
+                f"{source}: compare.{key} names unknown model {name!r}{closest(str(name), names)}"
+            )
+    return {k: str(v) for k, v in value.items()}
 
 
 def _fill_out(value: Any, out: str) -> Any:
@@ -128,6 +209,19 @@ def parse_spec(
     _check_keys(quick_section, _QUICK_KEYS, f"{source}: quick")
     models_raw = _mapping(raw.get("models"), f"{source}: models")
     datasets_raw = _mapping(raw.get("datasets"), f"{source}: datasets")
+    # compare names are checked against every model, so --quick may drop some of them
+    compare = _parse_compare(raw.get("compare"), [str(n) for n in models_raw], source)
+    full_seeds = None if raw.get("seeds") is None else _seed_list(raw["seeds"], f"{source}: seeds")
+    seeds = full_seeds
+    if "seeds" in quick_section:
+        if full_seeds is None:
+            raise ConfigError(f"{source}: quick.seeds needs a top-level 'seeds' list")
+        quick_seeds = _seed_list(quick_section["seeds"], f"{source}: quick.seeds")
+        extra = [s for s in quick_seeds if s not in full_seeds]
+        if extra:
+            raise ConfigError(f"{source}: quick.seeds {extra} are not in the spec's seeds")
+        if quick:
+            seeds = quick_seeds
     if quick and "models" in quick_section:
         keep = quick_section["models"]
         models_raw = {k: v for k, v in models_raw.items() if k in keep}
@@ -150,6 +244,7 @@ def parse_spec(
             )
         if m.spec:
             _check_model_spec(m.spec, f"{source}: models.{m.name}.spec")
+    _check_seeds(models, full_seeds, seeds, source)
     datasets = []
     quick_data = quick_section.get("datasets", {}) if quick else {}
     for name, entry in datasets_raw.items():
@@ -203,6 +298,8 @@ def parse_spec(
         frames=int(raw.get("frames", 8)),
         mlm=mlm,
         quick=quick_section,
+        seeds=seeds,
+        compare=compare,
     )
     return spec
 

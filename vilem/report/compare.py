@@ -3,12 +3,16 @@ bootstrap differences between two models evaluated on the same queries.
 
 A difference is *paired*: every resample draws one set of query indices and scores both models on
 it, so the interval reflects how much the gap, not each score, depends on the query sample.
+
+Runs trained with several seeds (``extra.train_seed``) are pooled: a value is the mean over seeds
+and its interval comes from a two-level bootstrap that resamples seeds, then each drawn seed's
+queries; a pooled difference pairs the two models seed by seed and query by query.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -49,7 +53,8 @@ class Delta:
         value: the difference of the recorded values; None when either record lacks the metric.
         lo, hi: 95% percentile interval of the difference; None when it cannot be computed.
         higher_is_better: the metric's direction, so ``better`` means better, not larger.
-        note: why the interval (or the value) is missing.
+        note: why the interval (or the value) is missing, or how it was computed.
+        n_seeds: training seeds the difference is averaged over (None: one run each).
     """
 
     metric: str
@@ -58,6 +63,7 @@ class Delta:
     hi: float | None
     higher_is_better: bool
     note: str = ""
+    n_seeds: int | None = None
 
     @property
     def significant(self) -> bool | None:
@@ -127,20 +133,35 @@ def _probe_inputs(metric: str, a: dict, b: dict) -> _Paired:
     va, vb = _paired(a, b, "correct")
     if len(ca) != len(va):
         raise ValueError(f"per-query category has {len(ca)} entries for {len(va)} probes")
-    cats = np.asarray([str(c) for c in ca])
-    names = sorted(set(cats.tolist()))
-    # one part per category: each is resampled on its own, which keeps category sizes fixed as
-    # the macro mean assumes (the same scheme as the metric's own intervals)
-    pa = tuple(100.0 * va[cats == c] for c in names)
-    pb = tuple(100.0 * vb[cats == c] for c in names)
-    sizes = np.array([len(p) for p in pa], dtype=np.float64)
-    if metric == "macro":
-        return pa, pb, lambda parts: float(np.mean([p.mean() for p in parts]))
-    if metric == "overall":
-        return pa, pb, lambda parts: float(np.dot([p.mean() for p in parts], sizes) / sizes.sum())
-    if metric.startswith("acc_") and metric[4:] in names:
-        i = names.index(metric[4:])
-        return pa, pb, lambda parts: float(parts[i].mean())
+    words = a.get("word")
+    if words is not None and (words != b.get("word") or len(words) != len(ca)):
+        raise ValueError("the two probe runs do not list the same probe words")
+    names, strata, balanced = M.probe_strata(ca, words)
+    # one part per stratum (a category, or a word of a balanced one): each is resampled on its
+    # own, which keeps the sizes the means assume (the same scheme as the metric's intervals)
+    flat = [idx for parts in strata for idx in parts]
+    groups = [c for c, parts in enumerate(strata) for _ in parts]
+    sizes = np.array([len(idx) for idx in flat], dtype=np.float64)
+    pa = tuple(va[idx] for idx in flat)
+    pb = tuple(vb[idx] for idx in flat)
+
+    def summary(parts: tuple) -> dict[str, np.ndarray]:
+        hits = np.array([p.sum() for p in parts], dtype=np.float64)
+        return M.probe_summary(hits, sizes, groups, balanced)
+
+    if metric in ("macro", "overall"):
+        return pa, pb, lambda parts: float(summary(parts)[metric])
+    name = metric.removeprefix("acc_")
+    kind = "acc"
+    if name.endswith(M.BALANCED_SUFFIX):
+        name, kind = name.removesuffix(M.BALANCED_SUFFIX), "bal"
+    if (
+        metric.startswith("acc_")
+        and name in names
+        and (kind == "acc" or balanced[names.index(name)])
+    ):
+        i = names.index(name)
+        return pa, pb, lambda parts: float(summary(parts)[kind][i])
     raise ValueError(f"no per-query recipe for {metric!r}")
 
 
@@ -195,3 +216,317 @@ def paired_delta(
     # the value stays the recorded difference; the bootstrap supplies only the interval
     _, lo, hi = M.paired_bootstrap_delta(parts_a, parts_b, fn, B=resamples, seed=seed)
     return Delta(metric, value, lo, hi, direction)
+
+
+# ----------------------------------------------------------------------------- several seeds
+
+
+def train_seed(record: dict[str, Any]) -> int | None:
+    """The training seed a multi-seed bench run recorded (``extra.train_seed``), else None."""
+    value = record.get("extra", {}).get("train_seed")
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _seed_order(record: dict[str, Any]) -> tuple[bool, int]:
+    s = train_seed(record)
+    return s is None, s or 0
+
+
+def _by_seed(records: Sequence[dict[str, Any]]) -> dict[int | None, dict[str, Any]]:
+    ok = (r for r in records if r.get("status", "ok") == "ok")
+    return {train_seed(r): r for r in sorted(ok, key=_seed_order)}
+
+
+def _seed_pairs(
+    models: Sequence[dict[str, Any]], baselines: Sequence[dict[str, Any]]
+) -> list[tuple[int | None, dict[str, Any], dict[str, Any]]]:
+    """(seed, model record, baseline record) for the seeds both have. A run without a training
+    seed (an untrained model, or a single-seed bench) stands for every seed of the other side."""
+    a, b = _by_seed(models), _by_seed(baselines)
+    sa, sb = sorted(set(a) - {None}), sorted(set(b) - {None})
+    if sa and sb:
+        return [(s, a[s], b[s]) for s in sa if s in b]
+    if sb:
+        return [(s, a[None], b[s]) for s in sb] if None in a else []
+    if sa:
+        return [(s, a[s], b[None]) for s in sa] if None in b else []
+    return [(None, a[None], b[None])] if None in a and None in b else []
+
+
+# One seed's input to the two-level bootstrap: the per-query parts of each model scored (all
+# resampled with the same indices) and the quantities estimated, as functions of those parts.
+_SeedInput = tuple[tuple[tuple[np.ndarray, ...], ...], list[Callable[[tuple], float]]]
+
+
+def _two_level(inputs: list[_SeedInput], resamples: int, seed: int) -> np.ndarray:
+    """(resamples, quantities) replicates: each resample draws len(inputs) seeds with
+    replacement and, for every drawn seed, one set of query indices (per part) applied to all of
+    that seed's models; a replicate is the mean over the drawn seeds."""
+    rng = np.random.default_rng(seed)
+    n = len(inputs)
+    out = np.zeros((resamples, len(inputs[0][1])))
+    for b, drawn in enumerate(rng.integers(0, n, size=(resamples, n))):
+        for s in drawn:
+            models, fns = inputs[s]
+            idx = [rng.integers(0, len(p), len(p)) for p in models[0]]
+            parts = tuple(tuple(p[i] for p, i in zip(m, idx, strict=True)) for m in models)
+            out[b] += [fn(parts) for fn in fns]
+    return out / n
+
+
+def _seed_only(values: np.ndarray, resamples: int, seed: int) -> np.ndarray:
+    """(resamples, quantities) replicates of the mean of ``values`` (seeds, quantities) over
+    seeds drawn with replacement."""
+    rng = np.random.default_rng(seed)
+    n = len(values)
+    return values[rng.integers(0, n, size=(resamples, n))].mean(axis=1)
+
+
+def _ci(replicates: np.ndarray) -> list[float]:
+    lo, hi = np.percentile(replicates, [2.5, 97.5])
+    return [float(lo), float(hi)]
+
+
+def _recipes(
+    runs: Sequence[dict[str, Any]], names: Sequence[str]
+) -> tuple[list[str], list[_SeedInput]]:
+    """The metrics every run has a per-query recipe for, on one set of parts per run (one task's
+    recipes share them), and each run's two-level bootstrap input for those metrics."""
+    found = []
+    for r in runs:
+        pq, parts, fns = r.get("per_query"), None, {}
+        for m in names if isinstance(pq, dict) else ():
+            try:
+                p, _, fn = _inputs(r["task"], m, pq, pq)
+            except ValueError:
+                continue
+            parts = p if parts is None else parts
+            if [len(x) for x in p] == [len(x) for x in parts]:
+                fns[m] = fn
+        found.append((parts, fns))
+    shared = [m for m in names if all(m in fns for _, fns in found)]
+    inputs: list[_SeedInput] = [
+        ((parts,), [lambda x, fn=fns[m]: fn(x[0]) for m in shared]) for parts, fns in found
+    ]
+    return shared, inputs
+
+
+def pool_records(
+    records: Sequence[dict[str, Any]],
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = BOOTSTRAP_SEED,
+) -> dict[str, Any]:
+    """One record for the ok runs of one cell trained with different seeds.
+
+    Each metric is the mean over seeds (metrics some seed lacks are dropped); its 95% interval
+    comes from a two-level bootstrap (seeds, then each drawn seed's queries from its
+    ``per_query`` block), or from resampling seeds alone where a seed has no per-query recipe
+    for the metric. A single run is returned as it is. The pooled record copies the first seed's
+    fields, without ``per_query``, and lists the pooled seeds in ``extra.seeds``.
+    """
+    runs = sorted((r for r in records if r.get("status", "ok") == "ok"), key=_seed_order)
+    if len(runs) < 2:
+        return runs[0] if runs else dict(records[0])
+    first = runs[0]
+    names = [
+        m
+        for m in first["metrics"]
+        if all((v := _metric_value(r, m)) is not None and np.isfinite(v) for r in runs)
+    ]
+    values = np.array([[_metric_value(r, m) for m in names] for r in runs], dtype=np.float64)
+    values = values.reshape(len(runs), len(names))
+    recipe, inputs = _recipes(runs, names)
+    intervals: dict[str, list[float]] = {}
+    if recipe:
+        reps = _two_level(inputs, resamples, seed)
+        intervals.update({m: _ci(reps[:, j]) for j, m in enumerate(recipe)})
+    rest = [j for j, m in enumerate(names) if m not in recipe]
+    if rest:
+        reps = _seed_only(values[:, rest], resamples, seed)
+        intervals.update({names[j]: _ci(reps[:, i]) for i, j in enumerate(rest)})
+    pooled = {k: v for k, v in first.items() if k != "per_query"}
+    pooled["metrics"] = {m: float(v) for m, v in zip(names, values.mean(axis=0), strict=True)}
+    pooled["intervals"] = {m: intervals[m] for m in names}
+    pooled["extra"] = {**first.get("extra", {}), "seeds": [train_seed(r) for r in runs]}
+    pooled["extra"].pop("train_seed", None)
+    return pooled
+
+
+def pooled_paired_delta(
+    models: Sequence[dict[str, Any]],
+    baselines: Sequence[dict[str, Any]],
+    metric: str,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = BOOTSTRAP_SEED,
+) -> Delta:
+    """``model - baseline`` on ``metric``, averaged over the training seeds both have.
+
+    ``models`` and ``baselines`` are the runs (one per training seed) of one cell. The value is
+    the mean over common seeds of the recorded per-seed differences. Its 95% interval is a
+    two-level paired bootstrap: each resample draws seeds with replacement and, for every drawn
+    seed, one set of query indices scored for both models (the same probes and test split);
+    without per-query results it resamples the per-seed differences alone. With one seed in
+    common this is ``paired_delta`` of that pair.
+    """
+    direction = higher_is_better(metric)
+    pairs = _seed_pairs(models, baselines)
+    if not pairs:
+        return Delta(metric, None, None, None, direction, "no finished training seed in common")
+    if len(pairs) == 1:
+        return replace(paired_delta(pairs[0][1], pairs[0][2], metric, resamples, seed), n_seeds=1)
+    n = len(pairs)
+    diffs = []
+    for s, a, b in pairs:
+        va, vb = _metric_value(a, metric), _metric_value(b, metric)
+        if va is None or vb is None:
+            who = "the model" if va is None else "the baseline"
+            return Delta(
+                metric, None, None, None, direction, f"{who} has no {metric} (seed {s})", n
+            )
+        diffs.append(va - vb)
+    value = float(np.mean(diffs))
+    inputs: list[_SeedInput] = []
+    try:
+        for s, a, b in pairs:
+            rev_a, rev_b = a["dataset"].get("revision"), b["dataset"].get("revision")
+            if rev_a and rev_b and rev_a != rev_b:
+                note = f"dataset revisions differ at seed {s}: not the same queries"
+                return Delta(metric, value, None, None, direction, note, n)
+            pa, pb = a.get("per_query"), b.get("per_query")
+            if not isinstance(pa, dict) or not isinstance(pb, dict):
+                raise ValueError(f"no per-query results at seed {s}")
+            parts_a, parts_b, fn = _inputs(a["task"], metric, pa, pb)
+            inputs.append(((parts_a, parts_b), [lambda x, fn=fn: fn(x[0]) - fn(x[1])]))
+    except ValueError as exc:
+        lo, hi = _ci(_seed_only(np.array(diffs)[:, None], resamples, seed)[:, 0])
+        return Delta(metric, value, lo, hi, direction, f"{exc}; interval over seeds only", n)
+    lo, hi = _ci(_two_level(inputs, resamples, seed)[:, 0])
+    return Delta(metric, value, lo, hi, direction, n_seeds=n)
+
+
+# ----------------------------------------------------------------------------- comparison.json
+
+
+def modality(record: dict[str, Any]) -> str:
+    """``image`` or ``video``: the dataset block's modality (evaluated results record it), else
+    the registered adapter's, else ``image``."""
+    ds = record.get("dataset", {})
+    if ds.get("modality") in ("image", "video"):
+        return str(ds["modality"])
+    from vilem.data import DATASETS
+    from vilem.errors import VilemError
+
+    try:
+        return str(DATASETS.get(str(ds.get("name"))).modality)
+    except (VilemError, KeyError, AttributeError):
+        return "image"
+
+
+def _name(record: dict[str, Any]) -> str:
+    return str(record["model"].get("name") or record["model"].get("spec") or "")
+
+
+def _delta_entry(d: Delta) -> dict[str, Any]:
+    entry = {
+        "delta": d.value,
+        "ci": None if d.lo is None or d.hi is None else [d.lo, d.hi],
+        "significant": d.significant,
+        "n_seeds": d.n_seeds or 1,
+    }
+    return entry | ({"note": d.note} if d.note else {})
+
+
+def comparison(
+    records: Sequence[dict[str, Any]],
+    model: str,
+    baseline: str,
+    video_model: str | None = None,
+    video_baseline: str | None = None,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = BOOTSTRAP_SEED,
+) -> dict[str, Any]:
+    """The headline comparison of a benchmark, as ``comparison.json`` holds it.
+
+    ``deltas`` (``model - baseline``, pooled over common training seeds with
+    ``pooled_paired_delta``): ``image_rsum``, ``image_probe_macro``, ``video_zero_shot_rsum``,
+    ``image_probe_<category>`` and ``video_probe_<category>`` per probe category, and with a
+    video pair ``video_finetuned_rsum`` (``video_model - video_baseline``). ``model_only``: the
+    model's proofreading ``image_ed_f1``, ``image_ec_accuracy`` and ``video_ed_f1`` (pooled
+    means). Image and video data are told apart by ``modality``; with several datasets of one
+    kind, the first by name where the model has a retrieval result is used.
+    """
+    groups: dict[tuple[str, str, str, str], list[dict[str, Any]]] = {}
+    for r in records:
+        if r.get("status", "ok") == "ok":
+            ds = r["dataset"]
+            key = (_name(r), str(ds["name"]), str(ds.get("split") or ""), r["task"])
+            groups.setdefault(key, []).append(r)
+
+    def place(kind: str) -> tuple[str, str] | None:
+        # (no retrieval result, dataset, split): datasets with the model's retrieval come first
+        mine = sorted(
+            {(k[3] != "retrieval", k[1], k[2]) for k, rs in groups.items()
+             if k[0] == model and modality(rs[0]) == kind}
+        )  # fmt: skip
+        return (mine[0][1], mine[0][2]) if mine else None
+
+    where = {"image": place("image"), "video": place("video")}
+
+    def runs(name: str, kind: str, task: str) -> list[dict[str, Any]]:
+        at = where[kind]
+        return groups.get((name, *at, task), []) if at else []
+
+    def delta(name: str, base: str, kind: str, task: str, metric: str) -> dict[str, Any]:
+        mine, theirs = runs(name, kind, task), runs(base, kind, task)
+        if not mine or not theirs:
+            who = " and ".join(n for n, rs in ((name, mine), (base, theirs)) if not rs)
+            note = f"no finished {task} result of {who} on {kind} data"
+            return {"delta": None, "ci": None, "significant": None, "n_seeds": 0, "note": note}
+        return _delta_entry(pooled_paired_delta(mine, theirs, metric, resamples, seed))
+
+    def categories(kind: str) -> list[str]:
+        found = {m for r in runs(model, kind, "probe") for m in r["metrics"]}
+        return sorted(m for m in found if m.startswith("acc_"))
+
+    deltas = {
+        "image_rsum": delta(model, baseline, "image", "retrieval", "rsum"),
+        "image_probe_macro": delta(model, baseline, "image", "probe", "macro"),
+        "video_zero_shot_rsum": delta(model, baseline, "video", "retrieval", "rsum"),
+    }
+    for kind in ("image", "video"):
+        for m in categories(kind):
+            deltas[f"{kind}_probe_{m[4:]}"] = delta(model, baseline, kind, "probe", m)
+    if video_model is not None and video_baseline is not None:
+        deltas["video_finetuned_rsum"] = delta(
+            video_model, video_baseline, "video", "retrieval", "rsum"
+        )
+
+    def value(kind: str, metric: str) -> dict[str, Any]:
+        mine = runs(model, kind, "proofread")
+        if not mine:
+            note = f"no finished proofread result of {model} on {kind} data"
+            return {"value": None, "ci": None, "n_seeds": 0, "note": note}
+        pooled = pool_records(mine, resamples, seed)
+        ci = pooled.get("intervals", {}).get(metric)
+        ci = [float(c) for c in ci] if isinstance(ci, (list, tuple)) and len(ci) == 2 else None
+        return {"value": _metric_value(pooled, metric), "ci": ci, "n_seeds": len(mine)}
+
+    seeds_of = [
+        {train_seed(r) for k, rs in groups.items() if k[0] == name for r in rs}
+        for name in (model, baseline)
+    ]
+    out: dict[str, Any] = {
+        "baseline": baseline,
+        "model": model,
+        "seeds": sorted(s for s in seeds_of[0] & seeds_of[1] if s is not None),
+    }
+    if video_model is not None:
+        out |= {"video_baseline": video_baseline, "video_model": video_model}
+    out["datasets"] = {k: "/".join(v) if v else None for k, v in where.items()}
+    out["deltas"] = deltas
+    out["model_only"] = {
+        "image_ed_f1": value("image", "ed_f1"),
+        "image_ec_accuracy": value("image", "ec_accuracy"),
+        "video_ed_f1": value("video", "ed_f1"),
+    }
+    return out

@@ -5,6 +5,10 @@ Cells are honest about what is not a number: a failed run shows ``failed`` (neve
 without a result for a cell others have shows ``—``. Best values are marked per column according
 to the metric's direction (ranks: lower is better), and with a baseline a delta column gives the
 main metric's paired bootstrap 95% interval.
+
+Runs of one cell trained with several seeds (``extra.train_seed``) make ONE row, ``name (n seeds)``:
+each metric is the mean over seeds with a two-level (seeds, then queries) bootstrap interval, and
+deltas pair the seeds both rows have (see ``vilem.report.compare``).
 """
 
 from __future__ import annotations
@@ -29,6 +33,9 @@ from vilem.report.compare import (
     higher_is_better,
     main_metric,
     paired_delta,
+    pool_records,
+    pooled_paired_delta,
+    train_seed,
 )
 from vilem.results import TASKS, load_result
 
@@ -112,7 +119,8 @@ def collect(results_dir: str | Path) -> tuple[list[dict[str, Any]], list[Problem
     if not root.is_dir():
         raise DataError(f"results path is not a folder: {root}")
     problems: list[Problem] = []
-    by_cell: dict[tuple[str, str, str, str], dict[str, Any]] = {}
+    # one record per cell and training seed (None: a single-seed run)
+    by_cell: dict[tuple[str, str, str, str, int | None], dict[str, Any]] = {}
     for path in sorted(root.rglob("*.json")):
         if not path.is_file():
             continue
@@ -130,19 +138,37 @@ def collect(results_dir: str | Path) -> tuple[list[dict[str, Any]], list[Problem
             problems.append(Problem(str(path), reason))
             continue
         record["_path"] = str(path)
-        key = cell_key(record)
+        key = (*cell_key(record), train_seed(record))
         kept = by_cell.get(key)
         if kept is not None:
             keep, drop = sorted((kept, record), key=_preference, reverse=True)
             by_cell[key] = keep
+            what = "/".join(key[:4]) + ("" if key[4] is None else f" seed {key[4]}")
             problems.append(
-                Problem(
-                    drop["_path"], f"duplicate result for {'/'.join(key)}; using {keep['_path']}"
-                )
+                Problem(drop["_path"], f"duplicate result for {what}; using {keep['_path']}")
             )
         else:
             by_cell[key] = record
+    seeded = {k[:4] for k in by_cell if k[4] is not None}
+    for key in [k for k in by_cell if k[4] is None and k[:4] in seeded]:
+        drop = by_cell.pop(key)
+        reason = f"result without a training seed for {'/'.join(key[:4])}, next to per-seed results"
+        problems.append(Problem(drop["_path"], f"{reason}; using those"))
     return list(by_cell.values()), problems
+
+
+def seed_groups(
+    records: Iterable[dict[str, Any]],
+) -> dict[tuple[str, str, str, str], list[dict[str, Any]]]:
+    """Records per ``cell_key``: one per training seed (a single one for single-seed runs; of
+    two records of one cell and seed the last is kept), ordered by seed."""
+    by_seed: dict[tuple[str, str, str, str], dict[int | None, dict[str, Any]]] = {}
+    for r in records:
+        by_seed.setdefault(cell_key(r), {})[train_seed(r)] = r
+    return {
+        k: [runs[s] for s in sorted(runs, key=lambda s: (s is None, s or 0))]
+        for k, runs in by_seed.items()
+    }
 
 
 def models_in(records: Iterable[dict[str, Any]]) -> list[str]:
@@ -173,8 +199,17 @@ def check_baseline(records: Sequence[dict[str, Any]], baseline: str | None) -> N
 class Row:
     model: str
     status: str  # "ok", "failed" or "missing"
-    record: dict[str, Any] | None
+    record: dict[str, Any] | None  # with several seeds: the pooled record
     delta: Delta | None = None
+    runs: list[dict[str, Any]] = field(default_factory=list)  # the ok runs, one per seed
+    failed_seeds: list[int] = field(default_factory=list)  # seeds left out: their run failed
+
+    @property
+    def pooled(self) -> bool:
+        return len(self.runs) > 1
+
+    def label(self) -> str:
+        return f"{self.model} ({len(self.runs)} seeds)" if self.pooled else self.model
 
 
 @dataclass
@@ -276,24 +311,19 @@ def build_tables(
         for m in metrics:
             if m not in known:
                 raise ConfigError(f"no results report metric {m!r}{closest(m, known)}")
-    groups: dict[tuple[str, str, str], dict[str, dict[str, Any]]] = {}
-    for r in chosen:
-        name, ds, split, t = cell_key(r)
-        groups.setdefault((t, ds, split), {})[name] = r
+    groups: dict[tuple[str, str, str], dict[str, list[dict[str, Any]]]] = {}
+    for (name, ds, split, t), runs in seed_groups(chosen).items():
+        groups.setdefault((t, ds, split), {})[name] = runs
     order = {t: i for i, t in enumerate(present_tasks)}
     tables = []
     for (t, ds, split), cells in sorted(groups.items(), key=lambda kv: (order[kv[0][0]], kv[0])):
-        ok = [r for r in cells.values() if r.get("status", "ok") == "ok"]
+        ok = [r for runs in cells.values() for r in runs if r.get("status", "ok") == "ok"]
         if metrics:
             columns = list(metrics)
         else:
             same_task = [r for r in chosen if r["task"] == t and r.get("status", "ok") == "ok"]
             columns = _default_columns(t, _numeric_metrics(ok or same_task))
-        rows = []
-        for name in all_models:
-            r = cells.get(name)
-            status = "missing" if r is None else r.get("status", "ok")
-            rows.append(Row(name, status, r if status == "ok" else None))
+        rows = [_row(name, cells.get(name, [])) for name in all_models]
         table = Table(t, ds, split, columns, rows, baseline=baseline)
         table.main = main_metric(t, columns)
         table.rows = _sort_rows(rows, table.main)
@@ -320,12 +350,29 @@ def _best(table: Table, digits: int) -> dict[str, set[str]]:
     return best
 
 
+def _row(name: str, runs: list[dict[str, Any]]) -> Row:
+    """A model's row from its runs of one cell: missing, failed (no run finished), one run as
+    it is, or several seeds pooled (``pool_records``)."""
+    ok = [r for r in runs if r.get("status", "ok") == "ok"]
+    if not ok:
+        return Row(name, "failed" if runs else "missing", None)
+    failed = sorted(
+        s for r in runs if r.get("status") == "failed" and (s := train_seed(r)) is not None
+    )
+    record = ok[0] if len(ok) == 1 else pool_records(ok)
+    return Row(name, "ok", record, runs=ok, failed_seeds=failed)
+
+
 def _add_deltas(table: Table) -> None:
     base = next(r for r in table.rows if r.model == table.baseline)
     if base.record is None or table.main is None:
         return
     for row in table.rows:
-        if row.record is not None and row.model != table.baseline:
+        if row.record is None or row.model == table.baseline:
+            continue
+        if row.pooled or base.pooled:
+            row.delta = pooled_paired_delta(row.runs, base.runs, table.main)
+        else:
             row.delta = paired_delta(row.record, base.record, table.main)
 
 
@@ -367,10 +414,23 @@ def _legend(table: Table) -> list[str]:
         "↑ higher is better, ↓ lower is better; best value per column in bold; "
         "± or +a/−b: 95% bootstrap interval of the metric."
     ]
+    pooled = any(row.pooled for row in table.rows)
+    if pooled:
+        lines.append(
+            "(n seeds): the mean over n training seeds; its interval resamples seeds, then each "
+            "drawn seed's queries (seeds alone where there are no per-query results)."
+        )
+    for row in table.rows:
+        if row.failed_seeds:
+            lines.append(
+                f"{row.model}: seed(s) {', '.join(map(str, row.failed_seeds))} failed and are "
+                f"left out."
+            )
     if table.baseline is not None:
+        over = "seeds and queries, pairing seeds" if pooled else "queries"
         lines.append(
             f"Δ {table.main}: difference from the baseline {table.baseline}, with a paired "
-            f"bootstrap 95% interval over queries ({BOOTSTRAP_RESAMPLES} resamples, seed "
+            f"bootstrap 95% interval over {over} ({BOOTSTRAP_RESAMPLES} resamples, seed "
             f"{BOOTSTRAP_SEED}); {SIG_MARK} the interval excludes 0."
         )
         base = next(r for r in table.rows if r.model == table.baseline)
@@ -378,7 +438,10 @@ def _legend(table: Table) -> list[str]:
             lines.append(f"No delta: the baseline {table.baseline} is {base.status} here.")
         for row in table.rows:
             if row.delta is not None and row.delta.note:
-                lines.append(f"Interval n/a for {row.model}: {row.delta.note}.")
+                if row.delta.lo is None:
+                    lines.append(f"Interval n/a for {row.model}: {row.delta.note}.")
+                else:
+                    lines.append(f"Δ of {row.model}: {row.delta.note}.")
     return lines
 
 
@@ -476,7 +539,7 @@ def _table_cells(table: Table, style: _Style) -> tuple[list[str], list[list[str]
         )
     rows = []
     for row in table.rows:
-        label = style.text(row.model) + (" (baseline)" if row.model == table.baseline else "")
+        label = style.text(row.label()) + (" (baseline)" if row.model == table.baseline else "")
         cells = [label]
         for m in table.columns:
             if row.record is None:
@@ -562,7 +625,9 @@ def _render_csv(tables: list[Table], digits: int) -> str:
         columns.update(dict.fromkeys(t.columns))
         if t.baseline is not None and t.main:
             deltas.setdefault(t.main, None)
-    header = ["dataset", "split", "task", "model", "status"]
+    # a seeds column only when some row pools seeds: single-seed CSVs stay as they were
+    seeds = any(row.pooled for t in tables for row in t.rows)
+    header = ["dataset", "split", "task", "model", "status"] + (["seeds"] if seeds else [])
     for m in columns:
         header += [f"{m} {_arrow(m)}", f"{m}_lo", f"{m}_hi"]
     for m in deltas:
@@ -573,6 +638,8 @@ def _render_csv(tables: list[Table], digits: int) -> str:
     for t in tables:
         for row in t.rows:
             line = [t.dataset, t.split, t.task, row.model, row.status]
+            if seeds:
+                line.append(len(row.runs) if row.runs else "")
             for m in columns:
                 if m not in t.columns:
                     line += ["", "", ""]

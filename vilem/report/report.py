@@ -4,6 +4,8 @@ self-contained ``report.html`` (figures embedded as data URIs).
 The "Findings" section is generated from the numbers: for every model against the baseline it
 says whether the model beats it on retrieval RSUM, on each probe category and on video
 transfer, with the paired bootstrap interval of the difference and whether it excludes 0.
+Models trained with several seeds are compared over the seeds both have (``pooled_paired_delta``),
+and tables and figures show each cell's seeds pooled.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import Any
 from vilem.errors import DataError, VilemError
 from vilem.io import atomic_write_text, display_path
 from vilem.report import plots
-from vilem.report.compare import Delta, paired_delta
+from vilem.report.compare import Delta, pooled_paired_delta
 from vilem.report.leaderboard import (
     build_tables,
     cell_key,
@@ -29,6 +31,7 @@ from vilem.report.leaderboard import (
     model_name,
     models_in,
     render,
+    seed_groups,
     tasks_in,
 )
 
@@ -181,8 +184,9 @@ def _where(record: dict[str, Any]) -> str:
 
 def findings(records: list[dict[str, Any]], baseline: str) -> dict[str, list[str]]:
     """Sentences per model comparing it with ``baseline`` on every cell both finished: RSUM on
-    image retrieval, each probe category and the macro mean, RSUM on video retrieval."""
-    cells = {cell_key(r): r for r in records}
+    image retrieval, each probe category and the macro mean, RSUM on video retrieval. Runs with
+    several training seeds are compared over the seeds both have."""
+    cells = seed_groups(records)
     out: dict[str, list[str]] = {}
     for model in models_in(records):
         if model == baseline:
@@ -191,30 +195,33 @@ def findings(records: list[dict[str, Any]], baseline: str) -> dict[str, list[str
         tally = {"beats": 0, "tie": 0, "worse": 0, "unknown": 0}
         shared = {k[1:] for k in cells if k[0] in (model, baseline) and k[3] in COMPARED_TASKS}
         for ds, split, task in sorted(shared):
-            mine, base = cells.get((model, ds, split, task)), cells.get((baseline, ds, split, task))
-            where = f"{ds}/{split}"
+            runs = {n: cells.get((n, ds, split, task), []) for n in (model, baseline)}
+            ok = {n: [r for r in rs if r.get("status", "ok") == "ok"] for n, rs in runs.items()}
             status = {
-                n: "missing" if r is None else r.get("status", "ok")
-                for n, r in ((model, mine), (baseline, base))
+                n: "missing" if not rs else "ok" if ok[n] else rs[0].get("status", "ok")
+                for n, rs in runs.items()
             }
+            where = f"{ds}/{split}"
             if status[model] == "missing":
                 continue  # the model was not run there: nothing to say about it
             if any(s != "ok" for s in status.values()):
                 why = " and ".join(f"{n}'s result is {s}" for n, s in status.items() if s != "ok")
                 lines.append(f"{model} vs {baseline} on {task} ({where}): not compared, {why}.")
                 continue
+            mine, base = ok[model], ok[baseline]
             if task == "retrieval":
-                video = mine["dataset"].get("modality") == "video"
+                video = mine[0]["dataset"].get("modality") == "video"
                 what = "video transfer RSUM" if video else "retrieval RSUM"
                 comparisons = [(what, "rsum")]
             else:
-                cats = sorted(m for m in mine["metrics"] if m.startswith("acc_"))
+                cats = sorted(m for m in mine[0]["metrics"] if m.startswith("acc_"))
                 comparisons = [(f"probe '{c.removeprefix('acc_')}'", c) for c in cats]
                 comparisons.append(("probe macro accuracy", "macro"))
             for what, metric in comparisons:
-                delta = paired_delta(mine, base, metric)
+                delta = pooled_paired_delta(mine, base, metric)
                 tally[delta.verdict if delta.value is not None else "unknown"] += 1
-                lines.append(finding(model, baseline, what, where, delta))
+                seeds = f", {delta.n_seeds} seeds" if (delta.n_seeds or 0) > 1 else ""
+                lines.append(finding(model, baseline, what, where + seeds, delta))
         n = sum(tally.values())
         if n:
             lines.insert(
@@ -278,7 +285,8 @@ def build_report(
         raise DataError(f"no vilem result files found under {results_dir}{skipped}")
     check_baseline(records, baseline)
     figs = _Figures(out_dir / "figures")
-    ok = [r for r in records if r.get("status", "ok") == "ok"]
+    tables = {task: build_tables(records, task, baseline=baseline) for task in tasks_in(records)}
+    ok = _shown_records(tables, records)  # figures show what the tables show: seeds pooled
     failed = [r for r in records if r.get("status") == "failed"]
     doc = _Doc()
     doc.heading(1, title)
@@ -301,8 +309,7 @@ def build_report(
 
     for task in tasks_in(records):
         doc.heading(2, _TASK_TITLES.get(task, task.capitalize()))
-        tables = build_tables(records, task, baseline=baseline)
-        for table in tables:
+        for table in tables[task]:
             doc.tables([table])
             group = [r for r in ok if cell_key(r)[1:] == (table.dataset, table.split, task)]
             where = f"{table.dataset}/{table.split}"
@@ -349,6 +356,14 @@ def build_report(
     atomic_write_text(md_path, doc.markdown(out_dir))
     atomic_write_text(out_dir / "report.html", doc.html(title))
     return md_path
+
+
+def _shown_records(tables: dict[str, list], records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The record of every finished row (a cell's seeds pooled), in the order of ``records``."""
+    order = {id(r): i for i, r in enumerate(records)}
+    rows = [row for ts in tables.values() for t in ts for row in t.rows if row.record is not None]
+    rows.sort(key=lambda row: order.get(id(row.runs[0] if row.runs else row.record), 0))
+    return [row.record for row in rows]
 
 
 def _video_transfer_figure(doc: _Doc, figs: _Figures, ok: list) -> None:

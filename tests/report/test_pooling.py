@@ -1,0 +1,262 @@
+"""Pooling runs over training seeds: means, two-level intervals, paired deltas over seeds and
+queries, comparison.json, and single-seed tables that stay exactly as they were."""
+
+import json
+
+import pytest
+
+from vilem.cli import main
+from vilem.report.compare import (
+    comparison,
+    modality,
+    paired_delta,
+    pool_records,
+    pooled_paired_delta,
+)
+from vilem.report.leaderboard import collect, leaderboard
+from vilem.report.report import build_report
+
+N = 10
+MIXED = [1] * 5 + [20] * 5  # half the queries at rank 1, half beyond 10: every recall is 50%
+
+
+def seeded(builder, name, seed, *args, **kwargs):
+    extra = {**kwargs.pop("extra", {}), "train_seed": seed}
+    return builder(name, *args, extra=extra, **kwargs)
+
+
+def md_table(text: str) -> dict[str, dict[str, str]]:
+    lines = [ln for ln in text.splitlines() if ln.startswith("|")]
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    rows = {}
+    for ln in lines[2:]:
+        cells = [c.strip() for c in ln.strip("|").split("|")]
+        if len(cells) != len(header):
+            break
+        rows[cells[0].removesuffix(" (baseline)")] = dict(zip(header, cells, strict=True))
+    return rows
+
+
+def test_pooled_value_is_the_mean_over_seeds_with_an_interval_around_it(rec):
+    runs = [seeded(rec.retrieval, "A", 0, MIXED), seeded(rec.retrieval, "A", 1, [1] * N)]
+    assert [r["metrics"]["rsum"] for r in runs] == [300.0, 600.0]
+    pooled = pool_records(runs, resamples=300)
+    assert pooled["metrics"]["rsum"] == 450.0
+    assert pooled["metrics"]["t2i_R@1"] == 75.0
+    assert pooled["metrics"]["t2i_medr"] == (10.5 + 1.0) / 2
+    lo, hi = pooled["intervals"]["rsum"]
+    # seed 0's query resamples range over 0..600, seed 1's are always 600
+    assert 0.0 <= lo < 450.0 < hi <= 600.0
+    assert pooled["extra"]["seeds"] == [0, 1] and "per_query" not in pooled
+    # a single run is returned as it is
+    assert pool_records(runs[:1]) is runs[0]
+
+
+def test_without_per_query_results_the_interval_resamples_seeds_only(rec):
+    runs = [
+        seeded(rec.retrieval, "A", 0, MIXED, per_query=False),
+        seeded(rec.retrieval, "A", 1, [1] * N, per_query=False),
+    ]
+    pooled = pool_records(runs, resamples=400)
+    # two seeds drawn with replacement: means 300, 450 or 600 -> the interval is [300, 600]
+    assert pooled["metrics"]["rsum"] == 450.0
+    assert pooled["intervals"]["rsum"] == [300.0, 600.0]
+
+
+def test_leaderboard_pools_seeds_into_one_labelled_row(rec):
+    records = [
+        seeded(rec.retrieval, "A", 0, MIXED),
+        seeded(rec.retrieval, "A", 1, [1] * N),
+        rec.retrieval("random", [50] * N),
+    ]
+    rows = md_table(leaderboard(records, "retrieval"))
+    assert set(rows) == {"A (2 seeds)", "random"}
+    assert rows["A (2 seeds)"]["rsum ↑"].startswith("**450.0** ")
+    assert rows["A (2 seeds)"]["t2i_R@1 ↑"].startswith("**75.0** ")
+    assert rows["random"]["rsum ↑"] == "0.0"  # no interval recorded: none shown
+    csv = leaderboard(records, "retrieval", fmt="csv").splitlines()
+    assert csv[0].startswith("dataset,split,task,model,status,seeds,")
+    row = next(line for line in csv if line.startswith("synthetic,test,retrieval,A,ok,2,75.0*"))
+    assert ",450.0*," in row
+
+
+def test_pooled_delta_of_a_model_better_on_every_query_of_every_seed_is_significant(rec):
+    good = [seeded(rec.retrieval, "good", s, [1] * N) for s in range(3)]
+    base = [seeded(rec.retrieval, "base", s, [50] * N) for s in range(3)]
+    same = [seeded(rec.retrieval, "same", s, [50] * N) for s in range(3)]
+    d = pooled_paired_delta(good, base, "rsum", resamples=200)
+    assert (d.value, d.lo, d.hi, d.significant, d.n_seeds) == (600.0, 600.0, 600.0, True, 3)
+    flipped = pooled_paired_delta(base, good, "rsum", resamples=200)
+    assert (flipped.value, flipped.verdict) == (-600.0, "worse")
+    tie = pooled_paired_delta(same, base, "rsum", resamples=200)
+    assert (tie.value, tie.lo, tie.hi, tie.significant) == (0.0, 0.0, 0.0, False)
+    rows = md_table(leaderboard([*good, *base, *same], "retrieval", baseline="base"))
+    assert rows["good (3 seeds)"]["Δ rsum"] == "+600.0 [+600.0, +600.0] †"
+    assert rows["same (3 seeds)"]["Δ rsum"] == "+0.0 [+0.0, +0.0]"
+
+
+def test_pooled_delta_pairs_seeds_and_uses_the_same_queries_for_both(rec):
+    # the model is better on every query at seeds 1 and 2 but fails at seed 0, which the
+    # baseline lacks: only seeds 1 and 2 are compared
+    model = [seeded(rec.retrieval, "m", 0, [50] * N)]
+    model += [seeded(rec.retrieval, "m", s, [1] * N) for s in (1, 2)]
+    base = [seeded(rec.retrieval, "b", s, MIXED) for s in (1, 2)]
+    d = pooled_paired_delta(model, base, "rsum", resamples=300)
+    assert (d.value, d.n_seeds) == (300.0, 2)
+    # per drawn seed the model scores 600 on any query set; the baseline's resamples vary, so
+    # the interval is wide but above 0
+    assert 0.0 < d.lo < 300.0 < d.hi <= 600.0 and d.significant
+    # identical queries resampled for both: a model equal to the baseline on every seed ties
+    # exactly, however the queries are drawn
+    twin = [seeded(rec.retrieval, "t", s, MIXED) for s in (1, 2)]
+    d = pooled_paired_delta(twin, base, "rsum", resamples=300)
+    assert (d.value, d.lo, d.hi) == (0.0, 0.0, 0.0)
+
+
+def test_pooled_delta_of_probes_resamples_within_category_per_seed(rec):
+    new = [seeded(rec.probe, "new", s, {"color": [1] * 10, "shape": [1] * 10}) for s in (0, 1)]
+    base = [seeded(rec.probe, "base", s, {"color": [0] * 10, "shape": [1] * 10}) for s in (0, 1)]
+    d = pooled_paired_delta(new, base, "macro", resamples=200)
+    assert (d.value, d.lo, d.hi, d.verdict, d.n_seeds) == (50.0, 50.0, 50.0, "beats", 2)
+    assert pooled_paired_delta(new, base, "acc_shape", resamples=200).verdict == "tie"
+
+
+def test_untrained_baseline_stands_for_every_seed_and_one_seed_is_the_plain_delta(rec):
+    model = [seeded(rec.retrieval, "m", 0, MIXED), seeded(rec.retrieval, "m", 1, [1] * N)]
+    chance = [rec.retrieval("random", [50] * N)]  # no training seed
+    d = pooled_paired_delta(model, chance, "rsum", resamples=200)
+    assert (d.value, d.n_seeds) == (450.0, 2)
+    single = pooled_paired_delta(model[:1], chance, "rsum")
+    plain = paired_delta(model[0], chance[0], "rsum")
+    assert (single.value, single.lo, single.hi) == (plain.value, plain.lo, plain.hi)
+    assert pooled_paired_delta(model[:1], [seeded(rec.retrieval, "x", 5)], "rsum").value is None
+
+
+def test_pooled_delta_without_per_query_results_resamples_seeds_only(rec):
+    model = [seeded(rec.retrieval, "m", s, [1] * N, per_query=False) for s in (0, 1)]
+    base = [seeded(rec.retrieval, "b", 0, MIXED), seeded(rec.retrieval, "b", 1, [50] * N)]
+    d = pooled_paired_delta(model, base, "rsum", resamples=400)
+    # per-seed deltas 300 and 600
+    assert (d.value, d.lo, d.hi) == (450.0, 300.0, 600.0)
+    assert "interval over seeds only" in d.note
+
+
+@pytest.mark.parametrize("fmt", ["md", "csv", "latex", "html"])
+def test_single_seed_tables_are_unchanged_by_a_recorded_training_seed(rec, fmt):
+    def records(seed):
+        extra = {} if seed is None else {"train_seed": seed}
+        return [
+            rec.retrieval("good", [1] * N, extra=extra),
+            rec.retrieval("base", MIXED, extra=extra),
+            rec.retrieval("old", [50] * N, per_query=False, extra=extra),
+            rec.failed("broken"),
+        ]
+
+    before = leaderboard(records(None), "retrieval", baseline="base", fmt=fmt)
+    assert leaderboard(records(0), "retrieval", baseline="base", fmt=fmt) == before
+    assert "seeds" not in before  # no seeds label, column or legend line
+
+
+def test_single_seed_delta_column_is_the_plain_paired_delta(rec):
+    good, base = rec.retrieval("good", MIXED), rec.retrieval("base", [50] * N)
+    d = paired_delta(good, base, "rsum")
+    cell = md_table(leaderboard([good, base], "retrieval", baseline="base"))["good"]["Δ rsum"]
+    assert cell == f"+{d.value:.1f} [+{d.lo:.1f}, +{d.hi:.1f}] †"
+
+
+def test_collect_keeps_one_run_per_seed_and_drops_a_seedless_leftover(rec, tmp_path):
+    rec.save(tmp_path, [seeded(rec.retrieval, "A", s) for s in (0, 1)] + [rec.retrieval("A")])
+    records, problems = collect(tmp_path)
+    assert sorted(r["extra"]["train_seed"] for r in records) == [0, 1]
+    assert len(problems) == 1 and "without a training seed" in problems[0].reason
+
+
+def benchmark(rec):
+    """Two seeds of vilem and itc on images and videos, and a fine-tuned video pair."""
+    video = {"dataset": "synthetic-video", "modality": "video"}
+    records = []
+    for s, itc_ranks in ((0, [50] * N), (1, MIXED)):
+        records += [
+            seeded(rec.retrieval, "vilem", s, [1] * N),
+            seeded(rec.retrieval, "itc", s, itc_ranks),
+            seeded(rec.probe, "vilem", s, {"color": [1] * 10, "shape": [1] * 10}),
+            seeded(rec.probe, "itc", s, {"color": [0] * 10, "shape": [1] * 10}),
+            seeded(rec.retrieval, "vilem", s, [1] * N, **video),
+            seeded(rec.retrieval, "itc", s, [3] * N, **video),
+            seeded(rec.probe, "vilem", s, {"motion": [1] * 4}, **video),
+            seeded(rec.probe, "itc", s, {"motion": [0] * 4}, **video),
+            seeded(rec.retrieval, "vilem-video", s, [1] * N, **video),
+            seeded(rec.retrieval, "itc-video", s, [1] * N, **video),
+        ]
+        proof = seeded(rec.retrieval, "vilem", s, metrics={"ed_f1": 40.0 + 20 * s,
+                                                           "ec_accuracy": 10.0})  # fmt: skip
+        proof["task"] = "proofread"
+        records.append(proof)
+    proof = seeded(rec.retrieval, "vilem", 0, metrics={"ed_f1": 20.0}, **video)
+    proof["task"] = "proofread"
+    return [*records, proof]
+
+
+def test_comparison_has_pooled_deltas_per_task_and_category(rec):
+    comp = comparison(benchmark(rec), "vilem", "itc", "vilem-video", "itc-video", resamples=200)
+    assert (comp["model"], comp["baseline"], comp["seeds"]) == ("vilem", "itc", [0, 1])
+    assert comp["datasets"] == {"image": "synthetic/test", "video": "synthetic-video/test"}
+    d = comp["deltas"]
+    assert set(d) == {"image_rsum", "image_probe_macro", "video_zero_shot_rsum",
+                      "image_probe_color", "image_probe_shape", "video_probe_motion",
+                      "video_finetuned_rsum"}  # fmt: skip
+    # image: 600 - 0 at seed 0, 600 - 300 at seed 1
+    assert d["image_rsum"]["delta"] == 450.0 and d["image_rsum"]["significant"] is True
+    assert d["image_rsum"]["n_seeds"] == 2 and d["image_rsum"]["ci"][0] > 0
+    assert d["image_probe_macro"] == {"delta": 50.0, "ci": [50.0, 50.0], "significant": True,
+                                      "n_seeds": 2}  # fmt: skip
+    assert d["image_probe_shape"]["delta"] == 0.0 and d["image_probe_shape"]["significant"] is False
+    # video: rank 1 vs rank 3 -> R@1 100 vs 0 in both directions
+    assert d["video_zero_shot_rsum"]["delta"] == 200.0
+    assert d["video_probe_motion"]["delta"] == 100.0
+    assert d["video_finetuned_rsum"]["delta"] == 0.0
+    assert d["video_finetuned_rsum"]["significant"] is False
+    only = comp["model_only"]
+    assert only["image_ed_f1"]["value"] == 50.0 and only["image_ed_f1"]["n_seeds"] == 2
+    assert only["image_ed_f1"]["ci"] == [40.0, 60.0]  # seeds only: no per-query recipe
+    assert only["image_ec_accuracy"]["value"] == 10.0
+    assert only["video_ed_f1"] == {"value": 20.0, "ci": None, "n_seeds": 1}
+    json.dumps(comp)  # plain JSON
+
+
+def test_comparison_notes_what_is_missing(rec):
+    comp = comparison([rec.retrieval("vilem"), rec.retrieval("itc", [50] * N)], "vilem", "itc")
+    assert comp["seeds"] == [] and comp["deltas"]["image_rsum"]["n_seeds"] == 1
+    assert comp["deltas"]["image_rsum"]["delta"] == 600.0
+    missing = comp["deltas"]["video_zero_shot_rsum"]
+    assert missing["delta"] is None and "on video data" in missing["note"]
+    assert comp["model_only"]["image_ed_f1"]["value"] is None
+
+
+def test_modality_comes_from_the_dataset_block_else_the_adapter():
+    assert modality({"dataset": {"name": "msrvtt", "modality": "video"}}) == "video"
+    assert modality({"dataset": {"name": "synthetic-video", "split": "test"}}) == "video"
+    assert modality({"dataset": {"name": "synthetic", "split": "test"}}) == "image"
+
+
+def test_compare_command_writes_comparison_json(rec, tmp_path, capsys):
+    image = [r for r in benchmark(rec) if r["dataset"]["name"] == "synthetic"]
+    results = rec.save(tmp_path / "res", [r for r in image if r["task"] == "retrieval"])
+    out = tmp_path / "c" / "comparison.json"
+    assert main(["compare", str(results), "--model", "vilem", "--baseline", "itc",
+                 "--out", str(out)]) == 0  # fmt: skip
+    comp = json.loads(out.read_text())
+    assert comp["deltas"]["image_rsum"]["delta"] == 450.0 and comp["seeds"] == [0, 1]
+    assert "| image_rsum" in capsys.readouterr().out
+    assert main(["compare", str(results), "--model", "vilme", "--baseline", "itc"]) == 2
+    err = capsys.readouterr().err
+    assert "--model: no model 'vilme' in the results (did you mean 'vilem'?)" in err
+    assert "Traceback" not in err
+
+
+def test_report_findings_compare_over_seeds(rec, tmp_path):
+    records = [r for r in benchmark(rec) if r["task"] == "retrieval"]
+    results = rec.save(tmp_path / "res", records)
+    md = build_report(results, tmp_path / "rep", baseline="itc").read_text()
+    assert "- vilem **beats** itc on retrieval RSUM (synthetic/test, 2 seeds): Δ = +450.0" in md
+    assert "| vilem (2 seeds)" in md and "| itc (2 seeds) (baseline)" in md
