@@ -4,6 +4,7 @@ queries, comparison.json, and single-seed tables that stay exactly as they were.
 import json
 
 import pytest
+from test_leaderboard import md_table
 
 from vilem.cli import main
 from vilem.report.compare import (
@@ -23,18 +24,6 @@ MIXED = [1] * 5 + [20] * 5  # half the queries at rank 1, half beyond 10: every 
 def seeded(builder, name, seed, *args, **kwargs):
     extra = {**kwargs.pop("extra", {}), "train_seed": seed}
     return builder(name, *args, extra=extra, **kwargs)
-
-
-def md_table(text: str) -> dict[str, dict[str, str]]:
-    lines = [ln for ln in text.splitlines() if ln.startswith("|")]
-    header = [c.strip() for c in lines[0].strip("|").split("|")]
-    rows = {}
-    for ln in lines[2:]:
-        cells = [c.strip() for c in ln.strip("|").split("|")]
-        if len(cells) != len(header):
-            break
-        rows[cells[0].removesuffix(" (baseline)")] = dict(zip(header, cells, strict=True))
-    return rows
 
 
 def test_pooled_value_is_the_mean_over_seeds_with_an_interval_around_it(rec):

@@ -93,6 +93,23 @@ def test_report_states_each_runs_validation_trend(rec, tmp_path):
     assert line in curves.splitlines()
 
 
+def test_report_states_the_negatives_each_run_trained_on(rec, tmp_path):
+    results = benchmark(rec, tmp_path)
+    report = {
+        "grammatical_pct": 99.7,
+        "edits_per_caption": 1.7,
+        "mix_pct": {"shape": 60.0, "colour": 40.0},
+        "text_only_detector": {"ap": 35.2, "prior_ap": 16.7},
+    }
+    (tmp_path / "bench" / "models" / "vilem" / "negatives.json").write_text(json.dumps(report))
+    md = build_report(results, tmp_path / "r").read_text()
+    line = (
+        "- vilem: negatives: 99.7% of edits grammatical, 1.7 edits per caption, text-only "
+        "detector AP 35.2 (prior 16.7); edit mix (% of edits) shape 60.0, colour 40.0"
+    )
+    assert line in md[md.index("## Training curves") :].splitlines()
+
+
 def test_report_lists_failed_cells_and_skipped_files(rec, tmp_path):
     md = build_report(benchmark(rec, tmp_path), tmp_path / "r").read_text()
     failed = md[md.index("## Failed cells") : md.index("## Skipped files")]

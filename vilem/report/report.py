@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from vilem.errors import DataError, VilemError
-from vilem.io import atomic_write_text, display_path
+from vilem.io import atomic_write_text, display_path, read_json
 from vilem.report import plots
 from vilem.report.compare import Delta, pooled_paired_delta
 from vilem.report.leaderboard import (
@@ -426,6 +426,20 @@ def _val_trend(name: str, log: Path | None) -> str | None:
     return line
 
 
+def _negatives(name: str, log: Path | None) -> str | None:
+    """One line from the ``negatives.json`` beside a training log; None where there is none."""
+    from vilem.train.negatives_report import REPORT_FILE, summary_line
+
+    if log is None or not (log.parent / REPORT_FILE).is_file():
+        return None
+    try:
+        report = read_json(log.parent / REPORT_FILE, "negatives report")
+        mix = ", ".join(f"{k} {v}" for k, v in report["mix_pct"].items())
+        return f"{name}: {summary_line(report)}; edit mix (% of edits) {mix}"
+    except (DataError, KeyError, TypeError, AttributeError):
+        return None
+
+
 def _training_figures(doc: _Doc, figs: _Figures, records: list, results_dir: Path) -> None:
     logs: dict[str, tuple[str, Path | None, str]] = {}
     for r in sorted(records, key=cell_key):
@@ -439,6 +453,16 @@ def _training_figures(doc: _Doc, figs: _Figures, records: list, results_dir: Pat
     doc.items(
         [line for name, (_, path, _) in sorted(logs.items()) if (line := _val_trend(name, path))]
     )
+    negatives = [
+        line for name, (_, path, _) in sorted(logs.items()) if (line := _negatives(name, path))
+    ]
+    if negatives:
+        doc.para(
+            "Negatives each ViLEM run trained on, measured against the synthetic caption grammar "
+            "before training (only grammatical edits need the image; a text-only detector's AP "
+            "near its prior means the edits cannot be found from the text alone):"
+        )
+        doc.items(negatives)
     for name, (rel, path, _) in sorted(logs.items()):
         if path is None:
             figs.failed.append(f"training curves of {name}: log {rel} not found")
