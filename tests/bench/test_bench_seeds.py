@@ -221,9 +221,16 @@ def test_seeds_spec_is_valid_and_runs_ablations_on_one_seed():
     assert spec.seeds == [0, 1, 2] and spec.out == "runs/bench/seeds"
     assert spec.compare == {"model": "vilem", "baseline": "itc", "video_model": "vilem-video",
                             "video_baseline": "itc-video"}  # fmt: skip
-    assert spec.mlm == default.mlm
+    # the same MLM corpus; the main job stops its MLM earlier (1,200 of 2,000 steps) and its
+    # negatives report's text-only detector at 150 steps, to fit its 15 minutes
+    assert spec.mlm["corpus"] == default.mlm["corpus"]
+    assert spec.mlm["steps"] >= default.mlm["steps"]
+
+    def budget(overrides: list[str]) -> list[str]:
+        return [o for o in overrides if not o.startswith("plausibility_steps=")]
+
     for name in ("itc", "vilem", "itc-video", "vilem-video"):
-        assert spec.model(name).overrides == default.model(name).overrides
+        assert spec.model(name).overrides == budget(default.model(name).overrides)
         assert spec.train_seeds(spec.model(name)) == [0, 1, 2]
     ablations = ("ed-only", "ec-only", "global-only", "local-only")
     for name in ablations:
