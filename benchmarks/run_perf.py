@@ -306,7 +306,8 @@ CASES: list[Case] = [
             "Each run is a fresh `python benchmarks/perf/gallery_child.py` process; its VmHWM "
             "is read inside the child, so the parent's memory never counts. Times are the "
             "child's own timing of the call (inputs are generated untimed).",
-            "At this size the counting runs in the fused numba kernel (`vilem/_fused.py`). The "
+            "At this size the counting runs in the fused numba kernel (`vilem/metrics/_fused.py`). "
+            "The "
             "child loads it before the timed call, as other cases warm up: a few tenths of a "
             "second from numba's disk cache, about 2 s the first time after an install (it "
             "compiles once). Its peak RSS includes numba and LLVM (~130 MiB).",

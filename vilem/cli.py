@@ -64,7 +64,7 @@ def _metrics_table(result: dict) -> str:
 
 def _cmd_eval(args: argparse.Namespace) -> int:
     from vilem.data import load_split
-    from vilem.evaluate import EvalOptions, evaluate
+    from vilem.eval.engine import EvalOptions, evaluate
     from vilem.models import load_model
     from vilem.results import write_result
 
@@ -79,7 +79,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         cache_dir=None if args.no_cache else resolve_cache_dir(args.cache_dir),
         quiet=args.quiet,
     )
-    from vilem.train.dist import cleanup, init_distributed
+    from vilem.dist import cleanup, init_distributed
 
     # under torchrun each rank encodes its shard; rank 0 prints and writes the result
     info = init_distributed(args.device)
@@ -122,7 +122,7 @@ def _options(pairs: list[str]) -> dict[str, object]:
 
 
 def resolve_cache_dir(value: str | None) -> Path:
-    from vilem.cache import default_cache_dir
+    from vilem.eval.cache import default_cache_dir
 
     return Path(value) if value else default_cache_dir()
 

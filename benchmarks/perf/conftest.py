@@ -115,7 +115,7 @@ def vilem_config(recipe: str, **overrides: Any) -> Any:
     """The ``model`` section of a packaged training recipe as a ViLEMConfig, or skip the case
     when the ViLEM model code is not there (yet)."""
     try:
-        from vilem.models.vilem import ViLEM  # noqa: F401  (only checks the model code exists)
+        from vilem.model.vilem import ViLEM  # noqa: F401  (only checks the model code exists)
         from vilem.train.config import load_config, validate_model_section
     except ImportError as exc:
         pytest.skip(f"model code missing: {exc}")
@@ -129,7 +129,7 @@ def build_vilem(recipe: str, seed: int = 0, **overrides: Any) -> Any:
     (attach one with ``attach_random_mlm``: the recipe's MLM folder is a training output)."""
     import torch
 
-    from vilem.models.vilem import ViLEM
+    from vilem.model.vilem import ViLEM
 
     cfg = vilem_config(recipe, **overrides)
     torch.manual_seed(seed)
@@ -142,7 +142,7 @@ def attach_random_mlm(model: Any) -> None:
     import torch
     from transformers import BertConfig, BertForMaskedLM
 
-    from vilem.negatives import MLMEditor
+    from vilem.model.negatives import MLMEditor
     from vilem.train.lm import train_lm
 
     defaults = {k: p.default for k, p in inspect.signature(train_lm).parameters.items()}

@@ -1,5 +1,5 @@
 """The embedding cache: a second evaluation of the same model and data (cache warm) against the
-first (cache empty), both through ``vilem.evaluate.evaluate`` with its default options."""
+first (cache empty), both through ``vilem.eval.engine.evaluate`` with its default options."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from conftest import build_vilem
 @pytest.fixture(scope="module")
 def eval_setup(synthetic_root) -> dict[str, Any]:
     from vilem.data import load_split
-    from vilem.models.vilem_eval import ViLEMRetrieval
+    from vilem.models.vilem import ViLEMRetrieval
 
     model = ViLEMRetrieval(build_vilem("small-vilem"))
     split = load_split("synthetic", "test", synthetic_root)
@@ -22,7 +22,7 @@ def eval_setup(synthetic_root) -> dict[str, Any]:
 
 
 def _evaluate(setup: dict[str, Any], cache_dir: Path) -> dict[str, Any]:
-    from vilem.evaluate import EvalOptions, evaluate
+    from vilem.eval.engine import EvalOptions, evaluate
 
     opts = EvalOptions(cache_dir=cache_dir, quiet=True)
     return evaluate(setup["model"], {"spec": "small-vilem"}, setup["split"], "retrieval", opts)

@@ -17,6 +17,7 @@ from conftest import interleaved
 from gallery_child import bare_chunked_matmul, make_inputs
 
 from vilem import metrics as M
+from vilem.metrics import ranking as R
 
 N_ITEMS, PER_ITEM, DIM = 5_000, 5, 256
 CHILD = Path(__file__).with_name("gallery_child.py")
@@ -70,7 +71,7 @@ def _check_same_ranks(ranks: tuple[np.ndarray, np.ndarray], embeddings) -> None:
 
 def _floor_and_candidate(embeddings) -> dict:
     items, texts, _ = embeddings
-    chunk = M._default_chunk(len(items))
+    chunk = R._default_chunk(len(items))
     return {
         # the candidate: every metric, both directions, from the embeddings
         "project_path": lambda: M.retrieval_metrics(*embeddings),
@@ -90,7 +91,7 @@ def test_metrics5k(benchmark, embeddings, variant, round_):
     out = benchmark.pedantic(fn, rounds=1, iterations=1)
     if variant == "project_path":
         benchmark.extra_info["metrics"] = out
-    benchmark.extra_info["chunk_rows"] = M._default_chunk(N_ITEMS)
+    benchmark.extra_info["chunk_rows"] = R._default_chunk(N_ITEMS)
 
 
 @pytest.mark.benchmark(group="metrics_5k")

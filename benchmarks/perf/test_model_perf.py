@@ -38,7 +38,7 @@ def pixels() -> torch.Tensor:
 def encoders(pixels) -> dict[str, Any]:
     """Both models behind the evaluation interface, warmed up."""
     vilem_config("small-vilem")  # skips the case when the model code is missing
-    from vilem.models.vilem_eval import ViLEMRetrieval
+    from vilem.models.vilem import ViLEMRetrieval
 
     models = {
         "itc": ViLEMRetrieval(build_vilem("small-itc")),

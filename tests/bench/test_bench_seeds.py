@@ -49,7 +49,7 @@ def fake_training(monkeypatch):
     """Training writes a model folder instantly; a ``vilem:`` folder loads as a random model
     seeded by its training seed, so every seed scores differently. Returns the calls made."""
     from vilem.models import load_model as real_load
-    from vilem.models.random_model import RandomModel
+    from vilem.models.random import RandomModel
 
     calls = []
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 from transformers import BertConfig, BertForMaskedLM
 
-from vilem.models.towers import default_text_folder
+from vilem.model.towers import default_text_folder
 
 
 @pytest.fixture(scope="session")

@@ -96,7 +96,7 @@ def test_video_clips_sample_frames_per_epoch_deterministically(synth_root):
 
 
 def test_collate_tokenizes_like_the_model(tiny_mlm):
-    from vilem.models.vilem import ViLEM, config_from_dict
+    from vilem.model.vilem import ViLEM, config_from_dict
 
     model = ViLEM(
         config_from_dict(

@@ -19,7 +19,7 @@ def _no_dropout() -> None:
     # dropout masks depend on each process's batch, so they cannot match across layouts
     import transformers
 
-    import vilem.models.towers as towers
+    import vilem.model.towers as towers
 
     towers.BertConfig = functools.partial(
         transformers.BertConfig, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0
@@ -56,7 +56,7 @@ def _worker(rank: int, world: int, port: int, root: str, out: str) -> None:
     )
     torch.set_num_threads(1)
     _no_dropout()
-    from vilem.train.dist import cleanup
+    from vilem.dist import cleanup
     from vilem.train.loop import train
 
     try:
@@ -73,7 +73,7 @@ def test_two_gloo_processes_match_one_process_on_the_global_batch(tmp_path, synt
     assert one.keys() == two.keys()
 
     # the same initial weights: rebuild them with the same seed as the trainer does
-    from vilem.models.vilem import ViLEM
+    from vilem.model.vilem import ViLEM
     from vilem.train.config import validate_model_section
 
     _no_dropout()
@@ -89,7 +89,7 @@ def test_two_gloo_processes_match_one_process_on_the_global_batch(tmp_path, synt
 
 @pytest.fixture(autouse=True)
 def _restore_bert_config():
-    import vilem.models.towers as towers
+    import vilem.model.towers as towers
 
     original = towers.BertConfig
     yield
@@ -97,8 +97,8 @@ def _restore_bert_config():
 
 
 def test_more_processes_than_gpus_is_a_clear_config_error(monkeypatch):
+    from vilem.dist import pick_device
     from vilem.errors import ConfigError
-    from vilem.train.dist import pick_device
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)

@@ -163,7 +163,7 @@ def test_video_training_validates_on_clips_and_starts_from_an_image_model(
 ):
     from safetensors.torch import load_file
 
-    from vilem.models.vilem import ViLEM
+    from vilem.model.vilem import ViLEM
     from vilem.train.config import validate_model_section
     from vilem.train.loop import _init_from
 

@@ -184,7 +184,7 @@ class Runner:
         return self._models[key]
 
     def run_cell(self, cell: Cell, model_spec: str) -> dict[str, Any]:
-        from vilem.evaluate import EvalOptions, can_proofread, evaluate
+        from vilem.eval.engine import EvalOptions, can_proofread, evaluate
 
         entry = self.spec.model(cell.model)
         model = self.model(entry, model_spec, cell.seed)

@@ -20,6 +20,20 @@ from vilem.registry import Registry, closest
 Modality = Literal["image", "video"]
 
 
+@dataclass(frozen=True)
+class Probe:
+    """One fine-grained probe: for ``item`` a model is right when s(item, positive) >
+    s(item, negative). Text-only chance is 50%."""
+
+    item: int  # index into the split's items
+    positive: str  # the true caption
+    negative: str  # the same caption with one exact edit
+    category: str  # e.g. "colour", "relation", "swap_att"
+    # the positive's key word where the edit states its opposite ("above" -> "below"): the
+    # category is then also scored word-balanced, so a text-only word preference scores 50%
+    word: str | None = None
+
+
 @dataclass
 class Split:
     """One evaluated or trained-on split of a dataset.
@@ -40,7 +54,7 @@ class Split:
     revision: str  # content hash of the annotations (or generator manifest)
     skipped: list[str] = field(default_factory=list)  # item ids dropped (missing/corrupt media)
     scenes: list[dict[str, Any]] | None = None
-    probes: list[Any] | None = None  # vilem.probes.Probe list, for datasets that ship probes
+    probes: list[Any] | None = None  # vilem.eval.probes.Probe list, for datasets that ship probes
     notes: list[str] = field(default_factory=list)  # what exactly was evaluated, in words
 
     def __post_init__(self) -> None:

@@ -4,10 +4,9 @@ captions, and every (image, caption, negative_caption) triple is a probe of its 
 
 from __future__ import annotations
 
-from vilem.data.base import DatasetAdapter, Split, file_digest, register_dataset
+from vilem.data.base import DatasetAdapter, Probe, Split, file_digest, register_dataset
 from vilem.errors import DataError
 from vilem.io import read_json, resolve_inside
-from vilem.probes import Probe
 
 CATEGORIES = (
     "replace_obj",

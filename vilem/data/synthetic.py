@@ -32,10 +32,9 @@ import numpy as np
 from PIL import Image
 
 from vilem.data import scenes as sc
-from vilem.data.base import DatasetAdapter, Modality, Split, default_root, register_dataset
+from vilem.data.base import DatasetAdapter, Modality, Probe, Split, default_root, register_dataset
 from vilem.errors import ConfigError, DataError
 from vilem.io import atomic_write_json, read_json, resolve_inside
-from vilem.probes import Probe
 
 GENERATOR = "vilem.synthetic"
 GENERATOR_VERSION = "1"  # bump whenever the same seed and config would give different data

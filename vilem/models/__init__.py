@@ -3,9 +3,9 @@
 from vilem.models.base import MODELS, RetrievalModel, register_model
 
 for _name, _target in {
-    "random": "vilem.models.random_model:build_random",
-    "hf-clip": "vilem.models.hf_clip:build_hf_clip",
-    "vilem": "vilem.models.vilem_eval:build_vilem",
+    "random": "vilem.models.random:build_random",
+    "hf-clip": "vilem.models.hf:build_hf_clip",
+    "vilem": "vilem.models.vilem:build_vilem",
 }.items():
     MODELS.register(_name, _target)
 

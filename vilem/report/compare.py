@@ -19,22 +19,13 @@ import numpy as np
 
 from vilem import metrics as M
 from vilem.errors import ConfigError
+from vilem.metrics import higher_is_better
 
 MAIN_METRIC = {"retrieval": "rsum", "probe": "macro", "proofread": "ed_f1"}
 RECALL_KS = (1, 5, 10)
 DIRECTIONS = ("t2i", "i2t")
 BOOTSTRAP_RESAMPLES = 1000
 BOOTSTRAP_SEED = 0
-
-
-def higher_is_better(metric: str) -> bool:
-    """Direction of ``metric``: from ``vilem.metrics.METRIC_INFO`` when it knows the name, else
-    ranks (names with ``medr``/``meanr``) are lower-is-better and everything else higher
-    (per-category probe accuracies, and metrics a newer vilem may add)."""
-    info = M.METRIC_INFO.get(metric)
-    if isinstance(info, dict) and "higher_is_better" in info:
-        return bool(info["higher_is_better"])
-    return not ("medr" in metric or "meanr" in metric)
 
 
 def main_metric(task: str, available: Sequence[str] = ()) -> str | None:

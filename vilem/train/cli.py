@@ -11,8 +11,8 @@ from vilem.errors import ConfigError
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    from vilem.dist import cleanup, init_distributed
     from vilem.train.config import load_config, resolve_config_path
-    from vilem.train.dist import cleanup, init_distributed
     from vilem.train.loop import train
 
     cfg = load_config(args.config, args.overrides)

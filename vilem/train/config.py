@@ -2,7 +2,7 @@
 
 Every key is checked: an unknown key or a badly typed value raises ConfigError naming the full
 key path (``optim.lr``) and, for typos, the closest valid key. The ``model`` section is the
-ViLEM model config as a dict; it is validated by ``vilem.models.vilem.config_from_dict``.
+ViLEM model config as a dict; it is validated by ``vilem.model.vilem.config_from_dict``.
 """
 
 from __future__ import annotations
@@ -193,7 +193,7 @@ def _validate(cfg: TrainConfig) -> None:
 
 def validate_model_section(model: dict[str, Any]) -> Any:
     """The ViLEMConfig of the ``model`` dict; errors name keys as ``model.text.hidden``."""
-    from vilem.models.vilem import config_from_dict
+    from vilem.model.vilem import config_from_dict
 
     config = config_from_dict(model, path="model")
     config.validate()

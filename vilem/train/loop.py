@@ -24,11 +24,11 @@ import torch
 from safetensors.torch import load_file
 from tqdm import tqdm
 
+from vilem import dist as D
 from vilem.data import load_split
 from vilem.data.base import Split
 from vilem.errors import ConfigError
 from vilem.io import atomic_write_json
-from vilem.train import dist as D
 from vilem.train import state as S
 from vilem.train.config import TrainConfig, validate_model_section
 from vilem.train.data import CaptionPairs, Collate, EpochBatches, Preprocess, make_loader
@@ -252,8 +252,8 @@ def _report_negatives(model: Any, cfg: TrainConfig, out: Path, quiet: bool) -> N
 def _init_from(model: torch.nn.Module, folder: Path, quiet: bool) -> None:
     """Start from the weights of a trained model folder (e.g. an image model fine-tuned on
     video). The retrieval towers must match exactly; other tensors are taken where they fit."""
-    from vilem.checkpoint import WEIGHTS_FILE
-    from vilem.models.vilem import RETRIEVAL_MODULES
+    from vilem.model.checkpoint import WEIGHTS_FILE
+    from vilem.model.vilem import RETRIEVAL_MODULES
 
     path = folder / WEIGHTS_FILE
     if not path.is_file():
@@ -349,8 +349,8 @@ def _train(
     quiet: bool,
     max_steps: int | None,
 ) -> dict[str, Any]:
-    from vilem.checkpoint import WEIGHTS_FILE, save_model
-    from vilem.models.vilem import ViLEM
+    from vilem.model.checkpoint import WEIGHTS_FILE, save_model
+    from vilem.model.vilem import ViLEM
 
     device, amp = info.device, resolve_amp(cfg.amp, info.device)
 

@@ -1,6 +1,6 @@
 """How plausible a run's negatives are, measured before it trains.
 
-On the embedded synthetic data the caption grammar is known, so ``vilem.data.plausibility`` can
+On the embedded synthetic data the caption grammar is known, so ``vilem.train.plausibility`` can
 say which edits keep a caption grammatical (only those need the image), the edit mix by word
 class and how well a text-only detector finds the edits. The figures depend only on the
 negatives config, the MLM and the data, so they are computed once and cached beside the MLM.
@@ -41,7 +41,7 @@ def negatives_report(
     if dataset not in GRAMMAR_DATASETS:
         return None
     from vilem.data import load_split
-    from vilem.data.plausibility import plausibility_summary
+    from vilem.train.plausibility import plausibility_summary
 
     train = load_split(dataset, "train", root)
     val = load_split(dataset, "val", root)

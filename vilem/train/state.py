@@ -1,6 +1,6 @@
 """Training checkpoints without pickle, swapped in atomically.
 
-``out_dir/checkpoint/`` holds ``model.safetensors`` + ``config.json`` (``vilem.checkpoint``),
+``out_dir/checkpoint/`` holds ``model.safetensors`` + ``config.json`` (``vilem.model.checkpoint``),
 ``train_state.safetensors`` (optimizer tensors, RNG states of every rank) and
 ``train_state.json`` (step, schedule, scalar optimizer state, data position, config).
 
@@ -175,7 +175,7 @@ def write_checkpoint(
     meta: dict[str, Any],
 ) -> Path:
     """Write model + training state into a temporary folder, then swap it in. Rank 0 only."""
-    from vilem.checkpoint import save_model
+    from vilem.model.checkpoint import save_model
 
     tmp = out_dir / f"{CHECKPOINT}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)

@@ -17,7 +17,7 @@ from safetensors.torch import load_file, save_file
 
 from vilem.errors import ConfigError, DataError
 from vilem.io import read_json
-from vilem.models.vilem import ViLEM, config_from_dict, config_to_dict
+from vilem.model.vilem import ViLEM, config_from_dict, config_to_dict
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
@@ -71,7 +71,7 @@ def _checkpoint_folder(path: str | os.PathLike) -> Path:
     if given.suffix.lower() in PICKLE_SUFFIXES:
         raise ConfigError(
             f"refusing to load {given}: only safetensors checkpoints are read (pickle files "
-            "can run arbitrary code); save the model with vilem.checkpoint.save_model"
+            "can run arbitrary code); save the model with vilem.model.checkpoint.save_model"
         )
     if given.is_file() and given.name == WEIGHTS_FILE:
         given = given.parent

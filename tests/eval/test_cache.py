@@ -2,7 +2,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vilem.cache import EmbeddingCache
+from vilem.eval.cache import EmbeddingCache
 
 
 def test_second_lookup_hits_and_returns_the_same_array(tmp_path: Path):

@@ -13,7 +13,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from vilem.shard import all_agree, gather_rows, is_main, rank_world, shard_bounds
+from vilem.dist import all_agree, gather_rows, is_main, rank_world, shard_bounds
 
 WORLD = 2
 _BATCH = 2  # evaluation batch size of the end-to-end test
@@ -146,7 +146,7 @@ _EVAL_KEYS = ("metrics", "intervals", "per_query")
 
 def _counting_model():
     """The ``random`` model, recording how many images and texts this process encoded."""
-    from vilem.models.random_model import RandomModel
+    from vilem.models.random import RandomModel
 
     class Counting(RandomModel):
         def __init__(self) -> None:
@@ -166,7 +166,7 @@ def _counting_model():
 
 def _evaluate(root: str) -> tuple[dict, dict]:
     from vilem.data import load_split
-    from vilem.evaluate import EvalOptions, evaluate
+    from vilem.eval.engine import EvalOptions, evaluate
 
     split = load_split("synthetic", "test", root)
     model = _counting_model()

@@ -8,8 +8,7 @@ from torch import nn
 from transformers import AutoTokenizer, BertConfig, BertForMaskedLM
 
 from vilem.errors import ConfigError
-from vilem.models.towers import default_text_folder
-from vilem.negatives import (
+from vilem.model.negatives import (
     DEFAULT_LEXICON,
     STOPWORDS,
     LexiconEditor,
@@ -17,6 +16,7 @@ from vilem.negatives import (
     NegativesCfg,
     build_editor,
 )
+from vilem.model.towers import default_text_folder
 
 CAPTIONS = [
     "a red cube, left of a blue ball.",

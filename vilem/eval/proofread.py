@@ -15,10 +15,10 @@ import numpy as np
 import torch
 
 from vilem import metrics as M
-from vilem.data.base import Split
+from vilem.data.base import Probe, Split
 from vilem.errors import DataError
+from vilem.eval.probes import probes_for_split
 from vilem.io import display_path
-from vilem.probes import Probe, probes_for_split
 
 N_EXAMPLES = 8  # examples kept in the result for the report's coloured-word figure
 
@@ -52,7 +52,7 @@ def aligned_edits(
 
 def proofread_split(model: Any, split: Split, opts: Any, batch_size: int = 64) -> dict[str, Any]:
     """ED precision/recall/F1/AP and EC top-1 accuracy (percent) over the split's probes."""
-    from vilem.evaluate import _Media  # the same media loading and preprocessing as retrieval
+    from vilem.eval.engine import _Media  # the same media loading and preprocessing as retrieval
 
     probes, original, edited = aligned_edits(model, probes_for_split(split, seed=opts.seed))
     if not probes:

@@ -11,7 +11,10 @@ import pytest
 import torch
 
 from vilem.data import scenes as sc
-from vilem.data.plausibility import (
+from vilem.model.losses import IGNORE_INDEX
+from vilem.model.negatives import DEFAULT_LEXICON, LexiconEditor, NegativesCfg
+from vilem.model.towers import TextCfg, load_tokenizer
+from vilem.train.plausibility import (
     Grammar,
     edit_report,
     plausibility_summary,
@@ -20,9 +23,6 @@ from vilem.data.plausibility import (
     text_only_detector_ap,
     word_class,
 )
-from vilem.losses import IGNORE_INDEX
-from vilem.models.towers import TextCfg, load_tokenizer
-from vilem.negatives import DEFAULT_LEXICON, LexiconEditor, NegativesCfg
 
 GRAMMAR_CAPTIONS = [
     "a large purple circle below a yellow cross",

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vilem.losses import (
+from vilem.model.losses import (
     contrastive_loss,
     error_correction_loss,
     error_detection_loss,

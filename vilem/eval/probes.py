@@ -8,25 +8,10 @@ captions (below), and SugarCrepe files (vilem.data.sugarcrepe).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from vilem.data.base import Split
-
-
-@dataclass(frozen=True)
-class Probe:
-    item: int  # index into the split's items
-    positive: str  # the true caption
-    negative: str  # the same caption with one exact edit
-    category: str  # e.g. "colour", "relation", "swap_att"
-    # the positive's key word where the edit states its opposite ("above" -> "below"): the
-    # category is then also scored word-balanced, so a text-only word preference scores 50%
-    word: str | None = None
-
+from vilem.data.base import Probe, Split
 
 COLOURS = (
     "red", "blue", "green", "yellow", "white", "black", "brown", "orange", "pink", "purple",

@@ -7,13 +7,13 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from vilem.checkpoint import load_model, save_model
 from vilem.errors import ConfigError
+from vilem.model.checkpoint import load_model, save_model
+from vilem.model.towers import TextCfg, VisionCfg
+from vilem.model.vilem import NegativesCfg, ViLEM, ViLEMConfig
 from vilem.models import MODELS
 from vilem.models.base import RetrievalModel
-from vilem.models.towers import TextCfg, VisionCfg
-from vilem.models.vilem import NegativesCfg, ViLEM, ViLEMConfig
-from vilem.models.vilem_eval import ViLEMRetrieval
+from vilem.models.vilem import ViLEMRetrieval
 
 CAPTIONS = ["a red cube left of a blue ball.", "two green stars"]
 

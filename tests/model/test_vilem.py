@@ -10,8 +10,8 @@ from safetensors.torch import load_file, save_file
 from transformers import BertConfig, BertForMaskedLM
 
 from vilem.errors import ConfigError, DataError
-from vilem.models.towers import ImageTower, TextCfg, TextTower, VisionCfg, default_text_folder
-from vilem.models.vilem import (
+from vilem.model.towers import ImageTower, TextCfg, TextTower, VisionCfg, default_text_folder
+from vilem.model.vilem import (
     NegativesCfg,
     ViLEM,
     ViLEMConfig,

@@ -41,15 +41,15 @@ from vilem.data.scenes import (
     TEXTURES,
     VERBS,
 )
-from vilem.losses import IGNORE_INDEX
 from vilem.metrics import average_precision
+from vilem.model.losses import IGNORE_INDEX
 
 _REPORT_MAX_LEN = 64  # every synthetic caption fits; longer ones would be judged truncated
 _N_EXAMPLES = 8
 
 
 class CaptionEditor(Protocol):
-    """What ``vilem.negatives.MLMEditor`` and ``LexiconEditor`` have in common."""
+    """What ``vilem.model.negatives.MLMEditor`` and ``LexiconEditor`` have in common."""
 
     def edit(
         self,

@@ -1,7 +1,7 @@
 import numpy as np
 
 from vilem.data.base import Split
-from vilem.probes import caption_edit_probes, edit_caption
+from vilem.eval.probes import caption_edit_probes, edit_caption
 
 
 def rng():

@@ -7,9 +7,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vilem import _fused
 from vilem import metrics as M
 from vilem.errors import ConfigError, DataError
+from vilem.metrics import _fused
+from vilem.metrics import ranking as R
 
 FUSED = (True,) if _fused.available() else ()  # the compiled counting kernel, when numba is here
 
@@ -151,11 +152,11 @@ def test_chunked_ranks_equal_a_naive_sort_for_any_chunk_size(data):
         assert t2i.tolist() == expected[0].tolist()
         assert i2t.tolist() == expected[1].tolist()
         for fused in FUSED:  # rows in blocks of 4 plus a tail, near-ties kept and compared
-            t2i, i2t = M._ranks(items, texts, owner, chunk, fused=fused)
+            t2i, i2t = R._ranks(items, texts, owner, chunk, fused=fused)
             assert t2i.tolist() == expected[0].tolist() and i2t.tolist() == expected[1].tolist()
     # no room to keep near-ties: every item with a tied negative takes the exact fallback
     for fused in (False, *FUSED):
-        t2i, i2t = M._ranks(items, texts, owner, chunk=3, window_budget=0, fused=fused)
+        t2i, i2t = R._ranks(items, texts, owner, chunk=3, window_budget=0, fused=fused)
         assert t2i.tolist() == expected[0].tolist() and i2t.tolist() == expected[1].tolist()
 
 
@@ -165,7 +166,7 @@ def counting(request, monkeypatch):
     if request.param == "fused" and not FUSED:
         pytest.skip("numba is not installed")
     threshold = 0 if request.param == "fused" else 2**62
-    monkeypatch.setattr(M, "_FUSED_MIN_CELLS", threshold)
+    monkeypatch.setattr(R, "_FUSED_MIN_CELLS", threshold)
     return request.param
 
 
@@ -179,7 +180,7 @@ def test_chunked_ranks_equal_a_naive_sort_on_float_embeddings(seed, monkeypatch,
         t2i, i2t = M.ranks(items, texts, owner, chunk_size=chunk)
         np.testing.assert_array_equal(t2i, expected[0])
         np.testing.assert_array_equal(i2t, expected[1])
-    monkeypatch.setattr(M, "_BLOCK_CELLS", 5 * 40)  # count 5 rows at a time: several per chunk
+    monkeypatch.setattr(R, "_BLOCK_CELLS", 5 * 40)  # count 5 rows at a time: several per chunk
     t2i, i2t = M.ranks(items, texts, owner, chunk_size=32)
     np.testing.assert_array_equal(t2i, expected[0])
     np.testing.assert_array_equal(i2t, expected[1])
@@ -189,7 +190,7 @@ def test_exact_fallback_gives_the_same_ranks_when_the_rounding_window_is_too_nar
     monkeypatch, counting
 ):
     # a zero-width window misses most best-positive scores: those items are recomputed row-wise
-    monkeypatch.setattr(M, "_EPS_SCALE", 0.0)
+    monkeypatch.setattr(R, "_EPS_SCALE", 0.0)
     rng = np.random.default_rng(7)
     items, texts, owner = _random_case(rng, 30, 90, 33, grid=False)
     expected = naive_ranks(items, texts, owner)
@@ -201,13 +202,13 @@ def test_exact_fallback_gives_the_same_ranks_when_the_rounding_window_is_too_nar
 def test_large_galleries_take_the_fused_kernel_and_small_ones_numpy(monkeypatch):
     calls = []
     for name in ("_count_numpy", "_count_fused"):
-        real = getattr(M, name)
-        monkeypatch.setattr(M, name, lambda *a, _f=real, _n=name: calls.append(_n) or _f(*a))
+        real = getattr(R, name)
+        monkeypatch.setattr(R, name, lambda *a, _f=real, _n=name: calls.append(_n) or _f(*a))
     rng = np.random.default_rng(3)
     items, texts, owner = _random_case(rng, 20, 50, 4, grid=False)
-    monkeypatch.setattr(M, "_FUSED_MIN_CELLS", 20 * 50 + 1)
+    monkeypatch.setattr(R, "_FUSED_MIN_CELLS", 20 * 50 + 1)
     small = M.ranks(items, texts, owner)
-    monkeypatch.setattr(M, "_FUSED_MIN_CELLS", 20 * 50)
+    monkeypatch.setattr(R, "_FUSED_MIN_CELLS", 20 * 50)
     large = M.ranks(items, texts, owner)
     assert calls == ["_count_numpy", "_count_fused" if FUSED else "_count_numpy"]
     np.testing.assert_array_equal(small[0], large[0])
@@ -458,13 +459,17 @@ def test_bad_parameters_are_config_errors():
         M.retrieval_metrics(ONE_HOT_3, ONE_HOT_3, [0, 1, 2], bootstrap=-1)
 
 
-def test_metric_info_knows_every_reported_metric_and_its_direction():
-    out = M.retrieval_metrics(ONE_HOT_3, SIMS_3x6, OWNER_3x6)
+def test_metric_registry_knows_every_reported_metric_and_its_direction():
+    out = M.retrieval_metrics(ONE_HOT_3, SIMS_3x6, OWNER_3x6, ks=(1, 5, 10, 50))
     for name in out:
-        info = M.metric_info(name)
-        assert info["higher_is_better"] == ("medr" not in name and "meanr" not in name)
-        assert info["display"]
-    for name in ("macro", "overall", "ed_f1", "ed_ap", "ec_accuracy", "acc_colour"):
-        assert M.metric_info(name)["higher_is_better"] is True
+        spec = M.metric_spec(name)
+        assert spec.higher_is_better == ("medr" not in name and "meanr" not in name)
+        assert spec.unit == ("rank" if not spec.higher_is_better else "%")
+        assert spec.display and M.higher_is_better(name) is spec.higher_is_better
+    for name in ("macro", "overall", "ed_f1", "ed_ap", "ec_accuracy", "acc_colour", "acc_x_bal"):
+        assert M.metric_spec(name).higher_is_better is True
+    assert M.metric_spec("t2i_R@50").display == "T→I R@50"
+    assert M.find_metric("t2i_R@0") is None and M.find_metric("nonsense") is None
+    assert M.higher_is_better("a_metric_from_a_newer_vilem")
     with pytest.raises(ConfigError, match="did you mean 'rsum'"):
-        M.metric_info("rsun")
+        M.metric_spec("rsun")

@@ -7,13 +7,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from vilem.checkpoint import save_model
 from vilem.cli import main
+from vilem.data.base import Probe
 from vilem.data.synthetic import SyntheticConfig, generate
-from vilem.models.towers import TextCfg, VisionCfg
-from vilem.models.vilem import ViLEM, ViLEMConfig
-from vilem.probes import Probe
-from vilem.proofread import aligned_edits
+from vilem.eval.proofread import aligned_edits
+from vilem.model.checkpoint import save_model
+from vilem.model.towers import TextCfg, VisionCfg
+from vilem.model.vilem import ViLEM, ViLEMConfig
 
 SMALL = SyntheticConfig(
     images_train=4, images_val=2, images_test=10, videos_train=2, videos_val=2, videos_test=4

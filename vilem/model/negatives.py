@@ -21,7 +21,7 @@ from transformers import PreTrainedTokenizerBase
 
 from vilem.errors import ConfigError
 from vilem.io import read_json
-from vilem.losses import IGNORE_INDEX
+from vilem.model.losses import IGNORE_INDEX
 
 
 @dataclass
@@ -306,7 +306,7 @@ def build_editor(cfg: NegativesCfg, tokenizer: PreTrainedTokenizerBase) -> Edito
         groups = DEFAULT_LEXICON
         if cfg.lexicon == "synthetic":
             # exactly the synthetic grammar's word classes: every edit stays grammatical
-            from vilem.data.plausibility import synthetic_lexicon
+            from vilem.train.plausibility import synthetic_lexicon
 
             groups = synthetic_lexicon()
         if cfg.lexicon_path:

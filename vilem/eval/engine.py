@@ -17,15 +17,15 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
 from vilem import metrics as M
-from vilem.cache import EmbeddingCache, cache_key, digest_strings
-from vilem.data.base import Split
+from vilem.data.base import Probe, Split
 from vilem.data.media import check_image, load_image
+from vilem.dist import all_agree, gather_rows, is_main, rank_world, shard_bounds
 from vilem.errors import ConfigError, DataError
+from vilem.eval.cache import EmbeddingCache, cache_key, digest_strings
+from vilem.eval.probes import probes_for_split
 from vilem.io import atomic_write_bytes, atomic_write_json
 from vilem.models.base import RetrievalModel
-from vilem.probes import Probe, probes_for_split
 from vilem.results import TASKS, make_result
-from vilem.shard import all_agree, gather_rows, is_main, rank_world, shard_bounds
 
 
 @dataclass
@@ -237,7 +237,7 @@ def evaluate(
                 f"task 'proofread' needs a ViLEM model with error-detection heads; "
                 f"{model_info.get('spec', 'this model')} has none"
             )
-        from vilem.proofread import proofread_split
+        from vilem.eval.proofread import proofread_split
 
         scores = _timed(timings, "proofread", lambda: proofread_split(model, split, opts))
         extra["examples"] = scores.pop("examples", [])
