@@ -37,7 +37,7 @@ for recipe in small-itc small-vilem; do
   echo "== $recipe: $STEPS steps, batch $BATCH, $AMP"
   rm -rf "$OUT/$recipe"
   "$PY" -m vilem train --config "$recipe" --out "$OUT/$recipe" --quiet \
-    data.root="$OUT/data" model.negatives.mlm_path="$OUT/mlm" amp="$AMP" \
+    data.root="$OUT/data" mlm_path="$OUT/mlm" amp="$AMP" \
     optim.steps="$STEPS" optim.batch_size="$BATCH" optim.warmup_steps=$((STEPS / 10)) \
     num_workers="$WORKERS" log_every=10 val_every=0 save_every=0
 done

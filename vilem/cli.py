@@ -128,7 +128,7 @@ def resolve_cache_dir(value: str | None) -> Path:
 
 
 def _add_eval(sub: argparse._SubParsersAction) -> None:
-    from vilem.results import TASKS
+    from vilem.eval.tasks import task_names
 
     p = sub.add_parser("eval", help="evaluate a model on a dataset split")
     p.add_argument("--model", required=True, help="model spec: random, hf-clip:DIR, vilem:DIR")
@@ -139,7 +139,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
         "--data-option", action="append", default=[], metavar="KEY=VALUE",
         help="adapter option, e.g. annotation=dataset_coco.json (repeatable)",
     )  # fmt: skip
-    p.add_argument("--task", default="retrieval", choices=TASKS)
+    p.add_argument("--task", default="retrieval", choices=task_names())
     p.add_argument("--out", type=Path, help="write the JSON result here")
     p.add_argument("--save-embeddings", type=Path, metavar="DIR", help="write .npy embeddings")
     p.add_argument("--skip-bad-media", action="store_true", help="skip missing/corrupt media")
@@ -172,13 +172,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="regenerate even if up to date")
     p.set_defaults(func=_cmd_data)
     _add_eval(sub)
-    for module in ("vilem.train.cli", "vilem.bench.cli", "vilem.report.cli"):
-        try:
-            mod = __import__(module, fromlist=["add_parsers"])
-        except ModuleNotFoundError as exc:
-            if exc.name and module.startswith(exc.name):
-                continue
-            raise
+    from vilem.bench import cli as bench_cli
+    from vilem.report import cli as report_cli
+    from vilem.train import cli as train_cli
+
+    for mod in (train_cli, bench_cli, report_cli):
         mod.add_parsers(sub)
     return parser
 

@@ -14,7 +14,6 @@ from vilem.io import atomic_write_json, read_json
 
 SCHEMA = "vilem.result"
 SCHEMA_VERSION = 1
-TASKS = ("retrieval", "probe", "proofread")  # what one result cell can measure
 _PACKAGES = ("vilem", "torch", "transformers", "timm", "numpy", "decord", "av")
 
 

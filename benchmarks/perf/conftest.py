@@ -133,7 +133,7 @@ def build_vilem(recipe: str, seed: int = 0, **overrides: Any) -> Any:
 
     cfg = vilem_config(recipe, **overrides)
     torch.manual_seed(seed)
-    return ViLEM(cfg, build_negatives=False)
+    return ViLEM(cfg)
 
 
 def attach_random_mlm(model: Any) -> None:

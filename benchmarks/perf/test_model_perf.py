@@ -83,7 +83,7 @@ def train_batch(synthetic_root) -> dict[str, Any]:
 def _step_fn(train_batch: dict[str, Any], recipe: str, **overrides: Any) -> Callable[[], dict]:
     """Forward + backward + clip + AdamW step, as ``vilem.train.loop.train`` runs one."""
     from vilem.train.config import load_config
-    from vilem.train.loop import adamw, param_groups
+    from vilem.train.optim import adamw, param_groups
 
     model = build_vilem(recipe, **overrides)
     if not model.config.itc_only:
@@ -163,15 +163,7 @@ def test_loader_batches(benchmark, synthetic_root):
 
     cfg = load_config("small-vilem")
     model = build_vilem("small-vilem")  # its tokenizer and pixel normalisation
-    mean, std = model.image_mean_std()
-    prep = Preprocess(
-        image_size=model.config.vision.image_size,
-        mean=tuple(mean),
-        std=tuple(std),
-        frames=cfg.data.frames,
-        sampling=cfg.data.sampling,
-        augment=cfg.data.augment,
-    )
+    prep = Preprocess.for_training(cfg, model)
     split = load_split("synthetic", "train", synthetic_root)
     dataset = CaptionPairs(split, prep, cfg.seed, cfg.data.cache_images)
     batches = EpochBatches(split, cfg.optim.batch_size, cfg.seed)

@@ -44,7 +44,7 @@ def spec_dict(tmp_path: Path, **changes) -> dict:
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"modles": {}}, "unknown key 'modles' in spec (did you mean 'models'?)"),
+        ({"modles": {}}, "spec: unknown config key 'modles' (did you mean 'models'?)"),
         ({"tasks": ["retrival"]}, "unknown task 'retrival' (did you mean 'retrieval'?)"),
         ({"models": {"m": {"spec": "randon"}}}, "unknown model 'randon' (did you mean 'random'?)"),
         ({"datasets": {"d": {"dataset": "flikr30k"}}}, "did you mean 'flickr30k'?"),

@@ -18,7 +18,7 @@ from PIL import Image
 
 from vilem.data import load_split
 from vilem.data import synthetic as syn
-from vilem.data.scenes import COLOURS
+from vilem.data.scene_words import COLOURS
 from vilem.data.synthetic import SyntheticConfig, generate, synthetic_probes
 from vilem.errors import ConfigError, DataError
 

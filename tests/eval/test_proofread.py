@@ -12,8 +12,8 @@ from vilem.data.base import Probe
 from vilem.data.synthetic import SyntheticConfig, generate
 from vilem.eval.proofread import aligned_edits
 from vilem.model.checkpoint import save_model
-from vilem.model.towers import TextCfg, VisionCfg
-from vilem.model.vilem import ViLEM, ViLEMConfig
+from vilem.model.config import TextCfg, ViLEMConfig, VisionCfg
+from vilem.model.vilem import ViLEM
 
 SMALL = SyntheticConfig(
     images_train=4, images_val=2, images_test=10, videos_train=2, videos_val=2, videos_test=4
@@ -27,7 +27,7 @@ def _checkpoint(folder: Path, **flags) -> Path:
         text=TextCfg(hidden=32, layers=2, heads=2, intermediate=64, max_len=24),
         embed_dim=16, fusion_layer=2, **flags,
     )  # fmt: skip
-    save_model(ViLEM(cfg, build_negatives=False), folder)
+    save_model(ViLEM(cfg), folder)
     return folder
 
 

@@ -1,16 +1,16 @@
 """Checkpoints: safetensors round trip, refusals, and the ``vilem:DIR`` evaluation model."""
 
-import dataclasses
 import json
 
 import pytest
 import torch
+from model_helpers import tiny_config as base_config
 from safetensors.torch import load_file, save_file
 
 from vilem.errors import ConfigError
 from vilem.model.checkpoint import load_model, save_model
-from vilem.model.towers import TextCfg, VisionCfg
-from vilem.model.vilem import NegativesCfg, ViLEM, ViLEMConfig
+from vilem.model.config import ViLEMConfig
+from vilem.model.vilem import ViLEM
 from vilem.models import MODELS
 from vilem.models.base import RetrievalModel
 from vilem.models.vilem import ViLEMRetrieval
@@ -19,21 +19,13 @@ CAPTIONS = ["a red cube left of a blue ball.", "two green stars"]
 
 
 def tiny_config(**overrides) -> ViLEMConfig:
-    cfg = ViLEMConfig(
-        vision=VisionCfg(image_size=32, patch_size=8, width=64, depth=4, heads=2),
-        text=TextCfg(hidden=64, layers=2, heads=2, intermediate=128, max_len=16),
-        embed_dim=32,
-        fusion_layer=2,
-        # never loaded by these tests: evaluation must not need the MLM folder
-        negatives=NegativesCfg(mlm_path="/nonexistent/mlm"),
-    )
-    return dataclasses.replace(cfg, **overrides)
+    return base_config(text_layers=2, **overrides)
 
 
 @pytest.fixture(scope="module")
 def saved(tmp_path_factory):
     torch.manual_seed(0)
-    model = ViLEM(tiny_config(momentum=True, queue_size=4), build_negatives=False).eval()
+    model = ViLEM(tiny_config(momentum=True, queue_size=4)).eval()
     folder = tmp_path_factory.mktemp("ckpt")
     save_model(model, folder)
     return model, folder
@@ -65,7 +57,10 @@ def test_round_trip_gives_identical_outputs(saved):
 def test_config_records_paths_as_given(saved):
     _, folder = saved
     meta = json.loads((folder / "config.json").read_text())
-    assert meta["model"]["negatives"]["mlm_path"] == "/nonexistent/mlm"
+    # the MLM folder and the schedule are training settings: not part of the model (and so of
+    # its fingerprint)
+    assert "mlm_path" not in meta["model"]["negatives"] and meta["model"]["negatives"]["p"] == 0.5
+    assert "proxy_ramp_steps" not in meta["model"] and "distill_alpha" not in meta["model"]
     assert meta["model"]["text"]["tokenizer_path"] is None
 
 

@@ -8,15 +8,10 @@ from torch import nn
 from transformers import AutoTokenizer, BertConfig, BertForMaskedLM
 
 from vilem.errors import ConfigError
-from vilem.model.negatives import (
-    DEFAULT_LEXICON,
-    STOPWORDS,
-    LexiconEditor,
-    MLMEditor,
-    NegativesCfg,
-    build_editor,
-)
+from vilem.model.config import NegativesCfg
+from vilem.model.negatives import DEFAULT_LEXICON, STOPWORDS, LexiconEditor, MLMEditor, build_editor
 from vilem.model.towers import default_text_folder
+from vilem.train.plausibility import synthetic_lexicon
 
 CAPTIONS = [
     "a red cube, left of a blue ball.",
@@ -52,7 +47,7 @@ def batch(tokenizer):
 
 
 def _editor(tokenizer, mlm_dir, **kw) -> MLMEditor:
-    return build_editor(NegativesCfg(mlm_path=str(mlm_dir), **kw), tokenizer)
+    return build_editor(NegativesCfg(**kw), tokenizer, mlm_path=str(mlm_dir))
 
 
 def _gen(seed: int) -> torch.Generator:
@@ -196,7 +191,10 @@ def test_min_prob_drops_fills_the_mlm_itself_finds_implausible(tokenizer, batch,
 
 
 def test_synthetic_lexicon_swaps_only_within_the_grammars_word_classes(tokenizer):
-    editor = build_editor(NegativesCfg(kind="lexicon", lexicon="synthetic", p=1.0), tokenizer)
+    cfg = NegativesCfg(kind="lexicon", lexicon="synthetic", p=1.0)
+    with pytest.raises(ConfigError, match="needs the synthetic grammar's word classes"):
+        build_editor(cfg, tokenizer)  # the model wing does not reach into the data
+    editor = build_editor(cfg, tokenizer, groups=synthetic_lexicon())
     enc = tokenizer(["a large pink cross to the left of two small red stars"], return_tensors="pt")
     edited, labels, _ = editor.edit(enc["input_ids"], enc["attention_mask"], _gen(0))
     before = tokenizer.convert_ids_to_tokens(enc["input_ids"][0])
@@ -257,12 +255,12 @@ def test_build_editor_refuses_bad_sources(tokenizer, tmp_path):
     with pytest.raises(ConfigError, match="mlm_path is required"):
         build_editor(NegativesCfg(), tokenizer)
     with pytest.raises(ConfigError, match="not found"):
-        build_editor(NegativesCfg(mlm_path=str(tmp_path / "nope")), tokenizer)
+        build_editor(NegativesCfg(), tokenizer, mlm_path=str(tmp_path / "nope"))
     (tmp_path / "pickled").mkdir()
     (tmp_path / "pickled" / "pytorch_model.bin").write_bytes(b"\x80")
     (tmp_path / "pickled" / "config.json").write_text("{}")
     with pytest.raises(ConfigError, match="no .safetensors"):
-        build_editor(NegativesCfg(mlm_path=str(tmp_path / "pickled")), tokenizer)
+        build_editor(NegativesCfg(), tokenizer, mlm_path=str(tmp_path / "pickled"))
     with pytest.raises(ConfigError, match="kind"):
         build_editor(NegativesCfg(kind="wordnet"), tokenizer)
 
@@ -271,4 +269,4 @@ def test_build_editor_refuses_a_foreign_vocabulary(tokenizer, tmp_path):
     config = BertConfig(vocab_size=100, hidden_size=16, num_hidden_layers=1, num_attention_heads=2)
     BertForMaskedLM(config).save_pretrained(tmp_path)
     with pytest.raises(ConfigError, match="vocabulary"):
-        build_editor(NegativesCfg(mlm_path=str(tmp_path)), tokenizer)
+        build_editor(NegativesCfg(), tokenizer, mlm_path=str(tmp_path))

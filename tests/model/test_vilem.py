@@ -6,20 +6,22 @@ import pytest
 import timm
 import torch
 import torch.nn.functional as F
+from model_helpers import tiny_config as base_config
 from safetensors.torch import load_file, save_file
 from transformers import BertConfig, BertForMaskedLM
 
 from vilem.errors import ConfigError, DataError
-from vilem.model.towers import ImageTower, TextCfg, TextTower, VisionCfg, default_text_folder
-from vilem.model.vilem import (
-    NegativesCfg,
-    ViLEM,
+from vilem.model.config import (
+    TextCfg,
     ViLEMConfig,
+    VisionCfg,
     config_from_dict,
     config_to_dict,
-    local_blocks,
-    retrieval_parameter_count,
 )
+from vilem.model.heads import local_blocks
+from vilem.model.negatives import build_editor
+from vilem.model.towers import ImageTower, TextTower, default_text_folder
+from vilem.model.vilem import ViLEM, retrieval_parameter_count
 
 CAPTIONS = ["a red cube left of a blue ball.", "two green stars", "a small red cube"]
 ITEMS = torch.tensor([0, 1, 0])  # captions 0 and 2 describe the same image
@@ -36,15 +38,19 @@ def mlm_dir(tmp_path_factory):
     return str(folder)
 
 
-def tiny_config(mlm_dir: str | None, **overrides) -> ViLEMConfig:
-    cfg = ViLEMConfig(
-        vision=VisionCfg(image_size=32, patch_size=8, width=64, depth=4, heads=2),
-        text=TextCfg(hidden=64, layers=3, heads=2, intermediate=128, max_len=16),
-        embed_dim=32,
-        fusion_layer=2,
-        negatives=NegativesCfg(mlm_path=mlm_dir, p=0.5),
-    )
-    return dataclasses.replace(cfg, **overrides)
+def tiny_config(**overrides) -> ViLEMConfig:
+    return base_config(text_layers=3, **overrides)
+
+
+def with_editor(model: ViLEM, mlm_dir: str | None) -> ViLEM:
+    """Give an ED/EC model the MLM editor the trainer would (vilem.train.editor)."""
+    if not model.config.itc_only:
+        model.editor = build_editor(model.config.negatives, model.tokenizer, mlm_path=mlm_dir)
+    return model
+
+
+def make(mlm_dir: str | None, **overrides) -> ViLEM:
+    return with_editor(ViLEM(tiny_config(**overrides)), mlm_dir)
 
 
 def _batch(model, frames: int = 0):
@@ -121,7 +127,7 @@ def test_text_tower_architecture_from_a_folder_without_its_weights():
 
 def test_forward_returns_all_parts_and_the_weighted_total(mlm_dir):
     torch.manual_seed(0)
-    model = ViLEM(tiny_config(mlm_dir))
+    model = make(mlm_dir)
     out = model(*_batch(model), ITEMS, generator=torch.Generator().manual_seed(0))
     parts = {"itc", "ed_global", "ec_global", "ed_local", "ec_local"}
     assert parts <= set(out) and out["n_edits"] > 0
@@ -146,7 +152,7 @@ def test_forward_returns_all_parts_and_the_weighted_total(mlm_dir):
 
 def test_gradients_reach_towers_projections_cross_attention_heads_and_temperature(mlm_dir):
     torch.manual_seed(0)
-    model = ViLEM(tiny_config(mlm_dir))
+    model = make(mlm_dir)
     model(*_batch(model), ITEMS, generator=torch.Generator().manual_seed(0))["loss"].backward()
     groups = {
         "image tower": model.image_tower,
@@ -168,7 +174,7 @@ def test_gradients_reach_towers_projections_cross_attention_heads_and_temperatur
 
 
 def test_branches_see_the_image(mlm_dir):
-    model = ViLEM(tiny_config(mlm_dir)).eval()
+    model = make(mlm_dir).eval()
     pixels, ids, mask = _batch(model)
     ed_a, ec_a = model.proofread_logits(pixels, ids, mask)
     ed_b, _ = model.proofread_logits(pixels.flip(0), ids, mask)
@@ -189,7 +195,7 @@ def test_global_branch_adds_the_image_after_the_embedding_norm_and_keeps_words_a
     # the bug: the projected CLS (norm ~8) added before the embedding LayerNorm swamped the
     # word + position embeddings (norm ~0.5): every position became the same vector (cos ~0.998)
     torch.manual_seed(0)
-    model = ViLEM(tiny_config(mlm_dir, use_local=False)).eval()
+    model = make(mlm_dir, use_local=False).eval()
     pixels, ids, mask = _batch(model)
     seen = {}
     model.text_tower.layers[0].register_forward_pre_hook(
@@ -211,12 +217,12 @@ def test_global_ed_head_learns_what_only_the_image_can_tell():
     # text alone cannot separate the two, so the global branch must read the image
     torch.manual_seed(0)
     cfg = dataclasses.replace(
-        tiny_config(None, use_local=False, use_ec=False),
+        tiny_config(use_local=False, use_ec=False),
         vision=VisionCfg(image_size=16, patch_size=8, width=32, depth=2, heads=2),
         text=TextCfg(hidden=32, layers=2, heads=2, intermediate=64, max_len=8),
         fusion_layer=1,
     )
-    model = ViLEM(cfg, build_negatives=False)
+    model = ViLEM(cfg)
     red, blue = torch.zeros(3, 16, 16), torch.zeros(3, 16, 16)
     red[0], blue[2] = 2.0, 2.0
     pixels = torch.stack([red, blue, blue, red])
@@ -246,7 +252,7 @@ def test_global_ed_head_learns_what_only_the_image_can_tell():
 def test_local_cross_attention_sits_between_self_attention_and_feed_forward(mlm_dir):
     # ALBEF's fusion layer (and the reference code): self-attention, cross-attention to the
     # image, then the feed-forward block, so every image read-out passes a feed-forward block
-    model = ViLEM(tiny_config(mlm_dir, use_global=False)).eval()
+    model = make(mlm_dir, use_global=False).eval()
     pixels, ids, mask = _batch(model)
     calls = []
     text = model.text_tower
@@ -264,7 +270,7 @@ def test_local_cross_attention_sits_between_self_attention_and_feed_forward(mlm_
 
 def test_heads_run_once_on_stacked_branches_and_give_each_its_own_losses(mlm_dir):
     torch.manual_seed(0)
-    model = ViLEM(tiny_config(mlm_dir)).eval()
+    model = make(mlm_dir).eval()
     _, ids, _ = _batch(model)
     labels = torch.zeros_like(ids)
     labels[:, 0] = -100  # CLS
@@ -297,7 +303,7 @@ def test_heads_run_once_on_stacked_branches_and_give_each_its_own_losses(mlm_dir
     ],
 )
 def test_ablations_build_and_run(mlm_dir, overrides, parts):
-    model = ViLEM(tiny_config(mlm_dir, **overrides))
+    model = make(mlm_dir, **overrides)
     out = model(*_batch(model), ITEMS)
     branch = {"itc", "ed_global", "ec_global", "ed_local", "ec_local"}
     assert set(out) & branch == parts | {"itc"}
@@ -312,7 +318,7 @@ def test_ablations_build_and_run(mlm_dir, overrides, parts):
 
 
 def test_itc_only_builds_no_heads_no_branches_no_editor():
-    model = ViLEM(tiny_config(None, use_ed=False, use_ec=False))
+    model = make(None, use_ed=False, use_ec=False)
     for name in ("global_proj", "cross_blocks", "ed_head", "ec_head"):
         assert not hasattr(model, name)
     assert model.editor is None
@@ -322,8 +328,8 @@ def test_itc_only_builds_no_heads_no_branches_no_editor():
 
 def test_itc_only_twin_has_the_same_retrieval_encoder(mlm_dir):
     torch.manual_seed(1)
-    itc = ViLEM(tiny_config(None, use_ed=False, use_ec=False)).eval()
-    vilem = ViLEM(tiny_config(mlm_dir)).eval()
+    itc = make(None, use_ed=False, use_ec=False).eval()
+    vilem = make(mlm_dir).eval()
     assert retrieval_parameter_count(itc) == retrieval_parameter_count(vilem)
     assert sum(p.numel() for p in vilem.parameters()) > sum(p.numel() for p in itc.parameters())
     pixels, ids, mask = _batch(vilem)
@@ -338,7 +344,7 @@ def test_itc_only_twin_has_the_same_retrieval_encoder(mlm_dir):
 
 
 def test_embeddings_are_unit_norm_and_video_is_mean_of_frames(mlm_dir):
-    model = ViLEM(tiny_config(mlm_dir)).eval()
+    model = make(mlm_dir).eval()
     videos, ids, mask = _batch(model, frames=2)
     frames = model.encode_image(videos.flatten(0, 1)).view(3, 2, -1)
     expected = F.normalize(frames.mean(dim=1), dim=-1)
@@ -347,7 +353,7 @@ def test_embeddings_are_unit_norm_and_video_is_mean_of_frames(mlm_dir):
 
 
 def test_video_batches_train(mlm_dir):
-    model = ViLEM(tiny_config(mlm_dir))
+    model = make(mlm_dir)
     out = model(*_batch(model, frames=2), ITEMS)
     assert {"ed_local", "ed_global"} <= set(out)
     out["loss"].backward()
@@ -355,7 +361,7 @@ def test_video_batches_train(mlm_dir):
 
 
 def test_temperature_is_clamped(mlm_dir):
-    model = ViLEM(tiny_config(None, use_ed=False, use_ec=False))
+    model = make(None, use_ed=False, use_ec=False)
     with torch.no_grad():
         model.temp.fill_(2.0)
     model(*_batch(model), ITEMS)
@@ -363,8 +369,8 @@ def test_temperature_is_clamped(mlm_dir):
 
 
 def test_momentum_queue_and_paired_branches(mlm_dir):
-    cfg = tiny_config(mlm_dir, momentum=True, momentum_m=0.5, queue_size=4, paired_momentum=True)
-    model = ViLEM(cfg)
+    cfg = tiny_config(momentum=True, momentum_m=0.5, queue_size=4, paired_momentum=True)
+    model = with_editor(ViLEM(cfg), mlm_dir)
     online = model.vision_proj.weight.detach().clone()
     with torch.no_grad():
         model.vision_proj_m.weight.zero_()
@@ -381,7 +387,7 @@ def test_momentum_queue_and_paired_branches(mlm_dir):
 
 
 def test_tokenize_rejects_empty_captions():
-    model = ViLEM(tiny_config(None, use_ed=False, use_ec=False))
+    model = make(None, use_ed=False, use_ec=False)
     with pytest.raises(DataError, match="caption 1 is empty"):
         model.tokenize(["a cube", "  "])
     ids, _ = model.tokenize(["word " * 50])
@@ -389,15 +395,15 @@ def test_tokenize_rejects_empty_captions():
 
 
 def test_config_round_trip_and_errors_name_the_key():
-    cfg = tiny_config("/x/mlm", momentum=True)
+    cfg = tiny_config(momentum=True)
     assert config_from_dict(config_to_dict(cfg)) == cfg
     with pytest.raises(ConfigError, match=r"model\.text\.hiden.*'hidden'"):
         config_from_dict({"text": {"hiden": 64}})
-    with pytest.raises(ConfigError, match=r"model\.embed_dim must be an integer"):
+    with pytest.raises(ConfigError, match=r"'model\.embed_dim' must be int, got '256'"):
         config_from_dict({"embed_dim": "256"})
-    with pytest.raises(ConfigError, match=r"model\.use_ed must be true or false"):
+    with pytest.raises(ConfigError, match=r"'model\.use_ed' must be bool, got 1"):
         config_from_dict({"use_ed": 1})
-    with pytest.raises(ConfigError, match=r"model\.negatives\.p must be a number"):
+    with pytest.raises(ConfigError, match=r"'model\.negatives\.p' must be float, got True"):
         config_from_dict({"negatives": {"p": True}})
     assert config_from_dict({"beta": 1}).beta == 1.0
     with pytest.raises(ConfigError, match="queue_size > 0 needs model.momentum"):
@@ -406,4 +412,4 @@ def test_config_round_trip_and_errors_name_the_key():
 
 def test_fusion_layer_beyond_text_depth_is_refused():
     with pytest.raises(ConfigError, match="fusion_layer"):
-        ViLEM(tiny_config(None, fusion_layer=4, use_ed=False, use_ec=False))
+        make(None, fusion_layer=4, use_ed=False, use_ec=False)

@@ -6,7 +6,7 @@ import pytest
 
 from vilem.errors import ConfigError, DataError
 from vilem.report.compare import Delta, paired_delta
-from vilem.report.leaderboard import collect, leaderboard
+from vilem.report.tables import collect, leaderboard
 
 
 def md_table(text: str) -> dict[str, dict[str, str]]:
@@ -220,3 +220,39 @@ def test_unknown_baseline_task_or_metric_suggests_the_closest(rec):
         leaderboard(records, "retreival")
     with pytest.raises(ConfigError, match="did you mean 't2i_R@1'"):
         leaderboard(records, "retrieval", metrics=["t2i_R1"])
+
+
+def test_columns_and_paired_recipes_come_from_the_task_registry(rec):
+    from vilem.eval.tasks import get_task
+
+    # probe: registered without columns, so categories by name, then macro and overall
+    records = [rec.probe("A", {"shape": [1, 0], "colour": [1, 1]}), rec.probe("B", {"shape": [0]})]
+    header = next(ln for ln in leaderboard(records, "probe").splitlines() if ln.startswith("|"))
+    cols = [c.strip() for c in header.strip("|").split("|")][1:]
+    assert cols == ["acc_colour ↑", "acc_shape ↑", "macro ↑", "overall ↑"]
+    # retrieval: the registered column order, whatever order the record lists its metrics in
+    r = rec.retrieval("A", [1, 2, 3])
+    r["metrics"] = dict(reversed(r["metrics"].items()))
+    header = next(ln for ln in leaderboard([r], "retrieval").splitlines() if ln.startswith("|"))
+    cols = [c.strip().removesuffix(" ↑").removesuffix(" ↓") for c in header.strip("|").split("|")]
+    assert cols[1:] == [m for m in get_task("retrieval").columns if m in r["metrics"]]
+    # a task without a per-query recipe (proofread) or unknown to vilem: a delta, no interval
+    for task in ("proofread", "somethingnew"):
+        a, b = rec.failed("A", task), rec.failed("B", task)
+        for x, v in ((a, 2.0), (b, 1.0)):
+            x.update(status="ok", metrics={"ed_f1": v}, per_query={"x": [1.0]})
+        d = paired_delta(a, b, "ed_f1")
+        assert (d.value, d.lo, d.note) == (1.0, None, f"no per-query recipe for task {task!r}")
+
+
+def test_leaderboard_function_and_tables_module_do_not_shadow_each_other():
+    import importlib
+
+    import vilem.report
+    import vilem.report.tables
+
+    assert callable(vilem.report.leaderboard)
+    assert vilem.report.leaderboard is vilem.report.tables.leaderboard
+    assert vilem.report.collect is vilem.report.tables.collect
+    with pytest.raises(ModuleNotFoundError):
+        importlib.import_module("vilem.report.leaderboard")

@@ -14,8 +14,8 @@ from vilem.report.compare import (
     pool_records,
     pooled_paired_delta,
 )
-from vilem.report.leaderboard import collect, leaderboard
 from vilem.report.report import build_report
+from vilem.report.tables import collect, leaderboard
 
 N = 10
 MIXED = [1] * 5 + [20] * 5  # half the queries at rank 1, half beyond 10: every recall is 50%

@@ -10,10 +10,12 @@ import numpy as np
 import pytest
 import torch
 
+from vilem.data import scene_captions as cap
 from vilem.data import scenes as sc
+from vilem.model.config import NegativesCfg, TextCfg
 from vilem.model.losses import IGNORE_INDEX
-from vilem.model.negatives import DEFAULT_LEXICON, LexiconEditor, NegativesCfg
-from vilem.model.towers import TextCfg, load_tokenizer
+from vilem.model.negatives import DEFAULT_LEXICON, LexiconEditor
+from vilem.model.towers import load_tokenizer
 from vilem.train.plausibility import (
     Grammar,
     edit_report,
@@ -54,8 +56,8 @@ def _synthetic_captions(n_images: int, n_videos: int) -> list[str]:
         for i in range(n):
             rng = np.random.default_rng([0, kind, 0, i])
             scene = sc.sample_video_scene(rng) if kind else sc.sample_image_scene(rng)
-            caps = sc.make_captions(random.Random(int(rng.integers(2**62))), scene, 5)
-            texts += [sc.render_caption(c) for c in caps]
+            caps = cap.make_captions(random.Random(int(rng.integers(2**62))), scene, 5)
+            texts += [cap.render_caption(c) for c in caps]
     return texts
 
 

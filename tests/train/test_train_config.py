@@ -78,7 +78,7 @@ def test_overrides_parse_yaml_values_and_create_sections():
     assert raw["model"] == {"text": {"layers": 2}}
     cfg = config_from_mapping(raw)
     assert cfg.optim.lr == 3e-4 and cfg.optim.betas == (0.8, 0.9)
-    assert cfg.data.val_split is None and cfg.model["text"]["layers"] == 2
+    assert cfg.data.val_split is None and cfg.model.text.layers == 2
 
 
 def test_bad_overrides_are_config_errors():
@@ -104,11 +104,11 @@ def test_packaged_recipes_load_and_validate():
         assert cfg.optim.steps or cfg.optim.epochs
     itc, vilem = load_config("small-itc"), load_config("small-vilem")
     # the ablation pair differs only in the ViLEM losses
-    assert itc.model["use_ed"] is False and vilem.model["use_ed"] is True
-    itc.model.update(use_ed=True, use_ec=True)
+    assert itc.model.use_ed is False and vilem.model.use_ed is True
+    itc.model.use_ed = itc.model.use_ec = True
     assert itc == vilem
     paper = load_config("paper-vit-b16-bert-base")
-    assert paper.model["fusion_layer"] == 6 and paper.model["queue_size"] == 65536
+    assert paper.model.fusion_layer == 6 and paper.model.queue_size == 65536
     assert paper.amp == "bf16" and paper.optim.batch_size == 256
 
 

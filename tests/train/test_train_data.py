@@ -96,7 +96,8 @@ def test_video_clips_sample_frames_per_epoch_deterministically(synth_root):
 
 
 def test_collate_tokenizes_like_the_model(tiny_mlm):
-    from vilem.model.vilem import ViLEM, config_from_dict
+    from vilem.model.config import config_from_dict
+    from vilem.model.vilem import ViLEM
 
     model = ViLEM(
         config_from_dict(

@@ -4,6 +4,7 @@ updates the weights exactly as one process on all 8 does."""
 from __future__ import annotations
 
 import functools
+import json
 import os
 
 import pytest
@@ -40,6 +41,7 @@ def _config(root, batch_size: int):
             "warmup_steps": 0,
             "weight_decay": 0.0,
         },
+        data={"val_split": "val"},  # validated at the end, the encoding sharded over ranks
     )
     raw["model"].update(use_ed=False, use_ec=False)  # negatives differ per rank by design
     raw["device"] = "cpu"  # gloo processes on the CPU, also where a GPU is visible
@@ -71,14 +73,16 @@ def test_two_gloo_processes_match_one_process_on_the_global_batch(tmp_path, synt
     one = load_file(str(tmp_path / "one/model/model.safetensors"))
     two = load_file(str(tmp_path / "two/model/model.safetensors"))
     assert one.keys() == two.keys()
+    for run in ("one", "two"):
+        record = json.loads((tmp_path / run / "log.jsonl").read_text().splitlines()[-1])
+        assert 0 <= record["val/rsum"] <= 600, run
 
     # the same initial weights: rebuild them with the same seed as the trainer does
     from vilem.model.vilem import ViLEM
-    from vilem.train.config import validate_model_section
 
     _no_dropout()
     torch.manual_seed(0)
-    init = ViLEM(validate_model_section(_config(synth_root, 8).model)).state_dict()
+    init = ViLEM(_config(synth_root, 8).model).state_dict()
     moved = 0
     for key in one:
         delta_one, delta_two = one[key] - init[key], two[key] - init[key]

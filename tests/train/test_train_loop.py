@@ -14,7 +14,8 @@ from train_helpers import tiny_train_dict
 from vilem.cli import main
 from vilem.errors import ConfigError
 from vilem.train.config import config_from_mapping
-from vilem.train.loop import adamw, lr_at, param_groups, resolve_amp, step_seed, train
+from vilem.train.loop import resolve_amp, step_seed, train
+from vilem.train.optim import adamw, lr_at, param_groups
 
 
 def test_lr_schedule_at_hand_picked_steps():
@@ -30,7 +31,7 @@ def test_lr_schedule_at_hand_picked_steps():
 
 
 def test_proxy_weight_ramps_linearly_then_holds():
-    from vilem.train.loop import proxy_weight_at
+    from vilem.train.optim import proxy_weight_at
 
     assert [proxy_weight_at(s, 0.5, 3) for s in (0, 1, 2, 3, 10)] == [0.125, 0.25, 0.375, 0.5, 0.5]
     assert proxy_weight_at(0, 1.0, 0) == 1.0  # no ramp: the full weight from the first step
@@ -163,8 +164,8 @@ def test_video_training_validates_on_clips_and_starts_from_an_image_model(
 ):
     from safetensors.torch import load_file
 
+    from vilem.model.config import config_from_dict
     from vilem.model.vilem import ViLEM
-    from vilem.train.config import validate_model_section
     from vilem.train.loop import _init_from
 
     image = tiny_train_dict(synth_root, None, optim={"steps": 1})
@@ -183,7 +184,7 @@ def test_video_training_validates_on_clips_and_starts_from_an_image_model(
     assert summary["last_log"]["ed_local"] > 0  # the local branch ran over the clip's patches
 
     # init_from copies the retrieval towers and leaves the new ViLEM heads as initialised
-    model = ViLEM(validate_model_section(video["model"]))
+    model = ViLEM(config_from_dict(video["model"]))
     _init_from(model, tmp_path / "image" / "model", quiet=True)
     source = load_file(str(tmp_path / "image" / "model" / "model.safetensors"))
     state = model.state_dict()
@@ -193,4 +194,4 @@ def test_video_training_validates_on_clips_and_starts_from_an_image_model(
     )
     bigger = dict(video["model"], embed_dim=64)
     with pytest.raises(ConfigError, match="does not match the model's retrieval towers"):
-        _init_from(ViLEM(validate_model_section(bigger)), tmp_path / "image" / "model", True)
+        _init_from(ViLEM(config_from_dict(bigger)), tmp_path / "image" / "model", True)

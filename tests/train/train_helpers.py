@@ -25,9 +25,9 @@ def tiny_train_dict(root: Path, mlm: str | None, **sections) -> dict:
     """A training config dict for the tiny model on the fixture data; ``sections`` are merged
     one level deep (``optim={"steps": 3}``)."""
     model = copy.deepcopy(TINY_MODEL)
-    model["negatives"]["mlm_path"] = mlm
     raw = {
         "model": model,
+        "mlm_path": mlm,
         "data": {"dataset": "synthetic", "root": str(root), "val_split": None},
         "optim": {"lr": 1e-3, "warmup_steps": 2, "steps": 6, "batch_size": 8},
         "seed": 0,

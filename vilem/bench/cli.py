@@ -57,10 +57,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         f"{len(summary.busy)} busy in another run; {summary.seconds:.0f} s"
     )
     results = Path(spec.out) / "results"
-    try:
-        from vilem.report.leaderboard import collect, leaderboard
-    except ModuleNotFoundError:
-        return 1 if summary.failed else 0
+    from vilem.report.tables import collect, leaderboard
+
     records, _ = collect(results)
     for task in spec.tasks:
         if any(r["task"] == task for r in records):
@@ -86,7 +84,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     from vilem.errors import ConfigError, DataError
     from vilem.io import atomic_write_json
     from vilem.registry import closest
-    from vilem.report.leaderboard import collect, models_in
+    from vilem.report.tables import collect, models_in
 
     records, _ = collect(args.results_dir)
     if not records:

@@ -150,7 +150,7 @@ class Runner:
             return f"vilem:{final}"
         overrides = list(entry.overrides) + [f"seed={self.spec.seed if seed is None else seed}"]
         if mlm is not None:
-            overrides.append(f"model.negatives.mlm_path={mlm}")
+            overrides.append(f"mlm_path={mlm}")
         if entry.init is not None:
             init_spec = self.ensure_trained(self.spec.model(entry.init), mlm, seed)
             overrides.append(f"init_from={init_spec.partition(':')[2]}")

@@ -8,11 +8,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from vilem.config import from_dict, read_yaml
 from vilem.errors import ConfigError
 from vilem.registry import closest
-from vilem.results import TASKS
 
 
 @dataclass
@@ -33,6 +31,31 @@ class DatasetEntry:
     split: str = "test"
     root: str | None = None
     options: dict[str, Any] = field(default_factory=dict)  # adapter options
+
+
+@dataclass
+class _ModelFields:  # a models.<name> entry as written
+    spec: str | None = None
+    train: str | None = None
+    overrides: list[str] = field(default_factory=list)
+    init: str | None = None
+    setting: str | None = None
+    seeds: Any = None
+
+
+@dataclass
+class _DatasetFields:  # a datasets.<name> entry as written
+    dataset: str | None = None
+    split: str = "test"
+    root: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class _DatasetPatch:  # quick.datasets.<name>: what --quick changes of a dataset
+    split: str | None = None
+    root: str | None = None
+    options: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -93,27 +116,58 @@ def _matches(rule: dict[str, str], cell: Cell) -> bool:
     return all(getattr(cell, key) == value for key, value in rule.items())
 
 
-_TOP = {"name", "out", "models", "datasets", "tasks", "exclude", "seed", "bootstrap", "frames",
-        "mlm", "quick", "seeds", "compare"}  # fmt: skip
-_MODEL_KEYS = {"spec", "train", "overrides", "init", "setting", "seeds"}
-_DATASET_KEYS = {"dataset", "split", "root", "options"}
-_QUICK_KEYS = {"train_overrides", "datasets", "bootstrap", "mlm", "models", "seeds"}
-_COMPARE_KEYS = {"model", "baseline", "video_model", "video_baseline"}
+@dataclass
+class QuickCfg:
+    """What ``--quick`` changes: fewer models, shorter training, smaller data."""
+
+    train_overrides: list[str] = field(default_factory=list)  # added to every trained entry
+    datasets: dict[str, Any] = field(default_factory=dict)  # per dataset: root/split/options
+    bootstrap: int | None = None
+    mlm: dict[str, Any] = field(default_factory=dict)  # laid over the spec's mlm settings
+    models: list[str] | None = None  # keep only these
+    seeds: Any = None  # a subset of the spec's seeds
 
 
-def _check_keys(raw: dict, allowed: set[str], where: str) -> None:
-    for key in raw:
-        if key not in allowed:
-            raise ConfigError(
-                f"unknown key {key!r} in {where}{closest(str(key), sorted(allowed))}; "
-                f"allowed: {', '.join(sorted(allowed))}"
-            )
+@dataclass
+class CompareCfg:
+    model: str | None = None
+    baseline: str | None = None
+    video_model: str | None = None
+    video_baseline: str | None = None
 
 
-def _mapping(value: Any, where: str) -> dict:
-    if not isinstance(value, dict):
-        raise ConfigError(f"{where} must be a mapping, got {type(value).__name__}")
-    return value
+@dataclass
+class SpecFile:
+    """A spec file as written, before the matrix is resolved (see ``parse_spec``)."""
+
+    name: str | None = None
+    out: str | None = None
+    models: dict[str, Any] = field(default_factory=dict)
+    datasets: dict[str, Any] = field(default_factory=dict)
+    tasks: list[str] = field(default_factory=lambda: ["retrieval"])
+    exclude: list[dict[str, str]] | None = None
+    seed: int = 0
+    bootstrap: int = 1000
+    frames: int = 8
+    mlm: dict[str, Any] | None = None
+    quick: QuickCfg = field(default_factory=QuickCfg)
+    seeds: Any = None  # checked by _seed_list (its messages say what a seed list is)
+    compare: CompareCfg | None = None
+
+
+@dataclass
+class _ExcludeRule:
+    model: str | None = None
+    dataset: str | None = None
+    task: str | None = None
+
+
+def _parse(cls: type, raw: Any, where: str, source: str) -> Any:
+    """``from_dict`` with the spec file named in the message."""
+    try:
+        return from_dict(cls, raw, where)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
 
 
 def _seed_list(value: Any, where: str) -> list[int]:
@@ -165,22 +219,21 @@ def _check_seeds(
             )
 
 
-def _parse_compare(value: Any, names: list[str], source: str) -> dict[str, str] | None:
-    if value is None:
+def _parse_compare(cmp: CompareCfg | None, names: list[str], source: str) -> dict | None:
+    if cmp is None:
         return None
-    value = _mapping(value, f"{source}: compare")
-    _check_keys(value, _COMPARE_KEYS, f"{source}: compare")
     for key in ("model", "baseline"):
-        if key not in value:
+        if getattr(cmp, key) is None:
             raise ConfigError(f"{source}: compare needs {key!r} (a model name)")
-    if ("video_model" in value) != ("video_baseline" in value):
+    if (cmp.video_model is None) != (cmp.video_baseline is None):
         raise ConfigError(f"{source}: compare needs both 'video_model' and 'video_baseline'")
+    value = {k: v for k, v in vars(cmp).items() if v is not None}
     for key, name in value.items():
-        if str(name) not in names:
+        if name not in names:
             raise ConfigError(
-                f"{source}: compare.{key} names unknown model {name!r}{closest(str(name), names)}"
+                f"{source}: compare.{key} names unknown model {name!r}{closest(name, names)}"
             )
-    return {k: str(v) for k, v in value.items()}
+    return value
 
 
 def _fill_out(value: Any, out: str) -> Any:
@@ -194,47 +247,32 @@ def _fill_out(value: Any, out: str) -> Any:
     return value
 
 
-def parse_spec(
-    raw: Any, source: str = "spec", quick: bool = False, out: str | None = None
-) -> BenchSpec:
-    """Validate a spec mapping; with ``quick``, apply its ``quick`` section first. ``out``
-    overrides the spec's results folder; ``{out}`` in any string stands for that folder."""
-    raw = _mapping(raw, source)
-    if out is None:
-        out = str(raw.get("out", f"runs/bench/{raw.get('name', 'bench')}"))
-        out = out.rstrip("/") + ("-quick" if quick else "")
-    raw = _fill_out(raw, out)
-    _check_keys(raw, _TOP, source)
-    quick_section = _mapping(raw.get("quick", {}), f"{source}: quick")
-    _check_keys(quick_section, _QUICK_KEYS, f"{source}: quick")
-    models_raw = _mapping(raw.get("models"), f"{source}: models")
-    datasets_raw = _mapping(raw.get("datasets"), f"{source}: datasets")
-    # compare names are checked against every model, so --quick may drop some of them
-    compare = _parse_compare(raw.get("compare"), [str(n) for n in models_raw], source)
-    full_seeds = None if raw.get("seeds") is None else _seed_list(raw["seeds"], f"{source}: seeds")
-    seeds = full_seeds
-    if "seeds" in quick_section:
-        if full_seeds is None:
-            raise ConfigError(f"{source}: quick.seeds needs a top-level 'seeds' list")
-        quick_seeds = _seed_list(quick_section["seeds"], f"{source}: quick.seeds")
-        extra = [s for s in quick_seeds if s not in full_seeds]
-        if extra:
-            raise ConfigError(f"{source}: quick.seeds {extra} are not in the spec's seeds")
-        if quick:
-            seeds = quick_seeds
-    if quick and "models" in quick_section:
-        keep = quick_section["models"]
-        models_raw = {k: v for k, v in models_raw.items() if k in keep}
+def _resolve_seeds(spec: SpecFile, quick: bool, source: str) -> tuple[list | None, list | None]:
+    """(the spec's seeds, the seeds this run trains: quick.seeds under --quick)."""
+    full = None if spec.seeds is None else _seed_list(spec.seeds, f"{source}: seeds")
+    if spec.quick.seeds is None:
+        return full, full
+    if full is None:
+        raise ConfigError(f"{source}: quick.seeds needs a top-level 'seeds' list")
+    quick_seeds = _seed_list(spec.quick.seeds, f"{source}: quick.seeds")
+    extra = [s for s in quick_seeds if s not in full]
+    if extra:
+        raise ConfigError(f"{source}: quick.seeds {extra} are not in the spec's seeds")
+    return full, quick_seeds if quick else full
+
+
+def _models(spec: SpecFile, quick: bool, source: str) -> list[ModelEntry]:
+    raw = spec.models
+    if quick and spec.quick.models is not None:
+        raw = {k: v for k, v in raw.items() if k in spec.quick.models}
     models = []
-    for name, entry in models_raw.items():
-        entry = _mapping(entry or {}, f"{source}: models.{name}")
-        _check_keys(entry, _MODEL_KEYS, f"{source}: models.{name}")
-        if bool(entry.get("spec")) == bool(entry.get("train")):
+    for name, entry in raw.items():
+        entry = _parse(_ModelFields, entry or {}, f"models.{name}", source)
+        if bool(entry.spec) == bool(entry.train):
             raise ConfigError(f"{source}: models.{name} needs exactly one of 'spec' or 'train'")
-        overrides = [str(o) for o in entry.get("overrides", [])]
-        if quick and entry.get("train"):
-            overrides += [str(o) for o in quick_section.get("train_overrides", [])]
-        models.append(ModelEntry(name=str(name), **{**entry, "overrides": overrides}))
+        if quick and entry.train:
+            entry.overrides += spec.quick.train_overrides
+        models.append(ModelEntry(name=str(name), **vars(entry)))
     names = [m.name for m in models]
     for m in models:
         if m.init is not None and m.init not in names:
@@ -244,22 +282,22 @@ def parse_spec(
             )
         if m.spec:
             _check_model_spec(m.spec, f"{source}: models.{m.name}.spec")
-    _check_seeds(models, full_seeds, seeds, source)
-    datasets = []
-    quick_data = quick_section.get("datasets", {}) if quick else {}
-    for name, entry in datasets_raw.items():
-        entry = _mapping(entry, f"{source}: datasets.{name}")
-        _check_keys(entry, _DATASET_KEYS, f"{source}: datasets.{name}")
-        if "dataset" not in entry:
-            raise ConfigError(f"{source}: datasets.{name} needs 'dataset' (an adapter name)")
-        patch = _mapping(quick_data.get(name, {}), f"{source}: quick.datasets.{name}")
-        _check_keys(patch, _DATASET_KEYS - {"dataset"}, f"{source}: quick.datasets.{name}")
-        merged = {**entry, **patch, "options": {**entry.get("options", {}),
-                                                **patch.get("options", {})}}  # fmt: skip
-        datasets.append(DatasetEntry(name=str(name), **merged))
+    return models
+
+
+def _datasets(spec: SpecFile, quick: bool, source: str) -> list[DatasetEntry]:
     from vilem.data import DATASETS
 
-    for d in datasets:
+    patches = spec.quick.datasets if quick else {}
+    datasets = []
+    for name, raw in spec.datasets.items():
+        entry = _parse(_DatasetFields, raw, f"datasets.{name}", source)
+        if entry.dataset is None:
+            raise ConfigError(f"{source}: datasets.{name} needs 'dataset' (an adapter name)")
+        patch = _parse(_DatasetPatch, patches.get(name, {}), f"quick.datasets.{name}", source)
+        merged = {**vars(entry), **{k: v for k, v in vars(patch).items() if v is not None}}
+        merged["options"] = {**entry.options, **(patch.options or {})}
+        d = DatasetEntry(name=str(name), **merged)
         if d.dataset not in DATASETS:
             raise ConfigError(
                 f"{source}: datasets.{d.name}: unknown dataset {d.dataset!r}"
@@ -271,37 +309,58 @@ def parse_spec(
                 f"{source}: datasets.{d.name}: {d.dataset} has no split {d.split!r}"
                 f"{closest(d.split, list(splits))}"
             )
-    tasks = [str(t) for t in raw.get("tasks", ["retrieval"])]
-    for t in tasks:
-        if t not in TASKS:
-            raise ConfigError(f"{source}: unknown task {t!r}{closest(t, list(TASKS))}")
-    exclude = raw.get("exclude", []) or []
+        datasets.append(d)
+    return datasets
+
+
+def parse_spec(
+    raw: Any, source: str = "spec", quick: bool = False, out: str | None = None
+) -> BenchSpec:
+    """Validate a spec mapping; with ``quick``, apply its ``quick`` section first. ``out``
+    overrides the spec's results folder; ``{out}`` in any string stands for that folder."""
+    from vilem.eval.tasks import get_task
+
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source} must be a mapping, got {type(raw).__name__}")
+    if out is None:
+        out = str(raw.get("out", f"runs/bench/{raw.get('name', 'bench')}"))
+        out = out.rstrip("/") + ("-quick" if quick else "")
+    spec = _parse(SpecFile, _fill_out(raw, out), "", source)
+    # compare names are checked against every model, so --quick may drop some of them
+    compare = _parse_compare(spec.compare, [str(n) for n in spec.models], source)
+    full_seeds, seeds = _resolve_seeds(spec, quick, source)
+    models = _models(spec, quick, source)
+    _check_seeds(models, full_seeds, seeds, source)
+    datasets = _datasets(spec, quick, source)
+    for t in spec.tasks:
+        try:
+            get_task(t)
+        except ConfigError as exc:
+            raise ConfigError(f"{source}: {str(exc).split(';')[0]}") from None
+    exclude = spec.exclude or []
     for i, rule in enumerate(exclude):
-        _check_keys(_mapping(rule, f"{source}: exclude[{i}]"), {"model", "dataset", "task"},
-                    f"{source}: exclude[{i}]")  # fmt: skip
-    mlm = raw.get("mlm")
+        _parse(_ExcludeRule, rule, f"exclude[{i}]", source)
+    mlm = spec.mlm
     if quick and mlm is not None:
-        mlm = {**mlm, **quick_section.get("mlm", {})}
-    spec = BenchSpec(
-        name=str(raw.get("name", Path(source).stem)),
+        mlm = {**mlm, **spec.quick.mlm}
+    bootstrap = spec.bootstrap
+    if quick and spec.quick.bootstrap is not None:
+        bootstrap = spec.quick.bootstrap
+    return BenchSpec(
+        name=spec.name or Path(source).stem,
         out=out,
         models=models,
         datasets=datasets,
-        tasks=tasks,
+        tasks=list(spec.tasks),
         exclude=list(exclude),
-        seed=int(raw.get("seed", 0)),
-        bootstrap=int(
-            quick_section.get("bootstrap", raw.get("bootstrap", 1000))
-            if quick
-            else raw.get("bootstrap", 1000)
-        ),  # fmt: skip
-        frames=int(raw.get("frames", 8)),
+        seed=spec.seed,
+        bootstrap=bootstrap,
+        frames=spec.frames,
         mlm=mlm,
-        quick=quick_section,
+        quick=raw.get("quick") or {},
         seeds=seeds,
         compare=compare,
     )
-    return spec
 
 
 def _check_model_spec(spec: str, where: str) -> None:
@@ -314,10 +373,7 @@ def _check_model_spec(spec: str, where: str) -> None:
 
 def load_spec(path: str | Path, quick: bool = False, out: str | None = None) -> BenchSpec:
     path = Path(path)
-    if not path.is_file():
+    if not path.is_file() and not path.is_dir():
         raise ConfigError(f"benchmark spec not found: {path}")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"benchmark spec {path} is not valid YAML: {exc}") from exc
+    raw = read_yaml(path, "benchmark spec")
     return parse_spec(raw, source=str(path), quick=quick, out=out)

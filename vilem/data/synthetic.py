@@ -20,7 +20,6 @@ import operator
 import os
 import random
 import re
-import uuid
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, fields
@@ -31,10 +30,12 @@ from typing import Any, ClassVar
 import numpy as np
 from PIL import Image
 
+from vilem.data import scene_captions as cap
 from vilem.data import scenes as sc
 from vilem.data.base import DatasetAdapter, Modality, Probe, Split, default_root, register_dataset
+from vilem.data.scene_words import IMAGE_PROBES, VIDEO_PROBES
 from vilem.errors import ConfigError, DataError
-from vilem.io import atomic_write_json, read_json, resolve_inside
+from vilem.io import atomic_write_bytes, atomic_write_json, read_json, resolve_inside
 
 GENERATOR = "vilem.synthetic"
 GENERATOR_VERSION = "1"  # bump whenever the same seed and config would give different data
@@ -113,20 +114,6 @@ def _media_rel(modality: str, split: str, item_id: str) -> str:
     return f"{folder}/{split}/{item_id}{suffix}"
 
 
-def _write_file(path: Path, data: bytes) -> None:
-    # temp file + rename: a killed run never leaves a truncated PNG/MP4 under the final name;
-    # no fsync per file (thousands of them), the manifest written last is the commit point
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # 0o666: honour the umask
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def encode_png(pixels: np.ndarray) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(pixels, mode="RGB").save(buf, format="PNG")
@@ -161,7 +148,7 @@ def _make_item(
         scene = sc.sample_image_scene(rng, config.image_size)
     else:
         scene = sc.sample_video_scene(rng, config.video_size, config.frames, config.fps)
-    captions = sc.make_captions(
+    captions = cap.make_captions(
         random.Random(int(rng.integers(2**62))), scene, config.captions_per_item
     )
     scene["captions"] = captions
@@ -171,11 +158,12 @@ def _make_item(
         data = encode_png(sc.render_image(scene))
     else:
         data = encode_mp4(sc.render_frames(scene), config.fps)
-    _write_file(root / rel, data)
+    # atomic: a killed run never leaves a truncated PNG/MP4 under the final name
+    atomic_write_bytes(root / rel, data)
     return {
         "id": item_id,
         "file": rel,
-        "captions": [sc.render_caption(c) for c in captions],
+        "captions": [cap.render_caption(c) for c in captions],
         "scene": scene,
     }
 
@@ -280,6 +268,33 @@ def generate(
     otherwise (or with ``force``) everything is generated again. The output depends only on
     ``config`` and ``seed``, never on ``workers`` (default: all CPUs for large configs).
     """
+    root, config, seed = _checked_args(root, config, seed)
+    if not force and (manifest := _reusable(root, config, seed)) is not None:
+        return manifest
+    _check_owned(root)
+    root.mkdir(parents=True, exist_ok=True)
+    # an interrupted regeneration must not be mistaken for a finished one
+    (root / "manifest.json").unlink(missing_ok=True)
+    by_split = _make_items(root, config, seed, workers)
+    files = _write_annotations(root, by_split, seed)
+    _remove_stale_media(root, {item["file"] for items in by_split.values() for item in items})
+    manifest = {
+        "generator": GENERATOR,
+        "version": GENERATOR_VERSION,
+        "seed": seed,
+        "config": config.to_dict(),
+        "counts": {f"{_KINDS[m][0]}_{s}": config.split_size(m, s) for m in _KINDS for s in SPLITS},
+        "files": files,
+        "content_hash": _content_hash(files),
+    }
+    atomic_write_json(root / "manifest.json", manifest)
+    return manifest
+
+
+def _checked_args(
+    root: str | os.PathLike, config: SyntheticConfig | dict[str, int], seed: int
+) -> tuple[Path, SyntheticConfig, int]:
+    """``generate``'s root, config and seed, validated and normalised."""
     root = Path(root)
     if isinstance(config, dict):
         config = SyntheticConfig.from_dict(config)
@@ -292,13 +307,14 @@ def generate(
     seed = operator.index(seed)
     if root.exists() and not root.is_dir():
         raise DataError(f"synthetic data root {root} exists and is not a folder")
-    if not force and (manifest := _reusable(root, config, seed)) is not None:
-        return manifest
-    _check_owned(root)
-    root.mkdir(parents=True, exist_ok=True)
-    # an interrupted regeneration must not be mistaken for a finished one
-    (root / "manifest.json").unlink(missing_ok=True)
+    return root, config, seed
 
+
+def _make_items(
+    root: Path, config: SyntheticConfig, seed: int, workers: int | None
+) -> dict[tuple[str, str], list[dict[str, Any]]]:
+    """Render and write every item, in chunks (in a process pool for large configs); the
+    annotation records by (modality, split), in index order."""
     jobs = []
     for modality, (folder, _, _) in _KINDS.items():
         chunk = 250 if modality == "image" else 40
@@ -316,12 +332,18 @@ def generate(
         # spawn, not fork: the caller may hold torch/OpenMP threads that a fork would break
         with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
             chunks = list(pool.map(_make_chunk, jobs))
-
     by_split: dict[tuple[str, str], list[dict[str, Any]]] = {
         (m, s): [] for m in _KINDS for s in SPLITS
     }
     for job, items in zip(jobs, chunks, strict=True):
         by_split[(job[1], job[2])].extend(items)
+    return by_split
+
+
+def _write_annotations(
+    root: Path, by_split: dict[tuple[str, str], list[dict[str, Any]]], seed: int
+) -> dict[str, str]:
+    """One annotation file per (modality, split); their sha256 by relative path."""
     files: dict[str, str] = {}
     for (modality, split), items in by_split.items():
         rel = _annotation_rel(modality, split)
@@ -337,23 +359,7 @@ def generate(
             },
         )
         files[rel] = _sha256(root / rel)
-    _remove_stale_media(root, {item["file"] for items in by_split.values() for item in items})
-    manifest = {
-        "generator": GENERATOR,
-        "version": GENERATOR_VERSION,
-        "seed": seed,
-        "config": config.to_dict(),
-        "counts": {f"{_KINDS[m][0]}_{s}": config.split_size(m, s) for m in _KINDS for s in SPLITS},
-        "files": files,
-        "content_hash": _content_hash(files),
-    }
-    atomic_write_json(root / "manifest.json", manifest)
-    return manifest
-
-
-def ensure_generated(root: str | os.PathLike | None = None, seed: int = 0) -> dict[str, Any]:
-    """The default dataset in ``root`` (default ``datasets/synthetic``), generated if needed."""
-    return generate(default_root("synthetic") if root is None else root, DEFAULT_CONFIG, seed)
+    return files
 
 
 # ----------------------------------------------------------------------------- adapters
@@ -503,7 +509,7 @@ def synthetic_probes(split: Split, categories: Sequence[str] | None = None) -> l
             f"split {split.dataset}/{split.split} has no scene records: "
             "synthetic probes need the synthetic datasets"
         )
-    allowed = sc.VIDEO_PROBES if split.modality == "video" else sc.IMAGE_PROBES
+    allowed = VIDEO_PROBES if split.modality == "video" else IMAGE_PROBES
     chosen = tuple(allowed if categories is None else categories)
     bad = [c for c in chosen if c not in allowed]
     if bad:
@@ -517,21 +523,22 @@ def synthetic_probes(split: Split, categories: Sequence[str] | None = None) -> l
         try:
             forms = scene["captions"]
             if len(forms) != len(text_ids) or any(
-                sc.render_caption(f) != split.texts[j] for f, j in zip(forms, text_ids, strict=True)
+                cap.render_caption(f) != split.texts[j]
+                for f, j in zip(forms, text_ids, strict=True)
             ):
                 raise ValueError("captions do not match the scene's caption records")
             for category in chosen:
                 options = [
                     (j, edit)
                     for form, j in zip(forms, text_ids, strict=True)
-                    for edit in sc.false_edits(form, scene, category)
+                    for edit in cap.false_edits(form, scene, category)
                 ]
                 if not options:
                     continue
                 j, edit = random.Random(f"{split.items[i]}|{category}").choice(options)
                 form = forms[text_ids.index(j)]
                 word = form.get(_KEY_WORD.get(category, ""))
-                probes.append(Probe(i, split.texts[j], sc.render_caption(edit), category, word))
+                probes.append(Probe(i, split.texts[j], cap.render_caption(edit), category, word))
         except (KeyError, TypeError, ValueError) as exc:
             raise DataError(
                 f"{split.dataset}/{split.split} item {split.items[i]}: "

@@ -7,25 +7,24 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
-from vilem import metrics as M
-from vilem.data.base import Probe, Split
-from vilem.data.media import check_image, load_image
-from vilem.dist import all_agree, gather_rows, is_main, rank_world, shard_bounds
+from vilem.data.base import Split
+from vilem.data.media import MediaDataset, check_image
+from vilem.dist import all_agree, gather_rows, rank_world, shard_bounds
 from vilem.errors import ConfigError, DataError
 from vilem.eval.cache import EmbeddingCache, cache_key, digest_strings
-from vilem.eval.probes import probes_for_split
+from vilem.eval.tasks import get_task
 from vilem.io import atomic_write_bytes, atomic_write_json
 from vilem.models.base import RetrievalModel
-from vilem.results import TASKS, make_result
+from vilem.results import make_result
 
 
 @dataclass
@@ -39,27 +38,6 @@ class EvalOptions:
     seed: int = 0
     cache_dir: Path | None = None  # None disables the embedding cache
     quiet: bool = False
-    timings: dict[str, float] = field(default_factory=dict)
-
-
-class _Media(Dataset):
-    """Loads and preprocesses one item (an image, or a video's sampled frames)."""
-
-    def __init__(self, split: Split, model: RetrievalModel, opts: EvalOptions):
-        self.paths, self.modality = split.item_paths, split.modality
-        self.preprocess, self.opts = model.preprocess, opts
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, i: int) -> torch.Tensor:
-        if self.modality == "image":
-            return self.preprocess(np.asarray(load_image(self.paths[i]))[None])[0]
-        from vilem.data.video import read_frames
-
-        rng = np.random.default_rng([self.opts.seed, i])
-        frames = read_frames(self.paths[i], self.opts.frames, self.opts.sampling, rng)
-        return self.preprocess(frames)
 
 
 def validate_media(split: Split, skip_bad: bool, quiet: bool = True) -> Split:
@@ -105,6 +83,13 @@ def _cache_parts(model: RetrievalModel, split: Split, opts: EvalOptions, kind: s
     return parts
 
 
+def media_dataset(split: Split, model: RetrievalModel, opts: EvalOptions) -> MediaDataset:
+    """The split's items as the model sees them (its own preprocessing, the options' frames)."""
+    return MediaDataset(
+        split.item_paths, split.modality, model.preprocess, opts.frames, opts.sampling, opts.seed
+    )
+
+
 def encode_items(
     model: RetrievalModel, split: Split, opts: EvalOptions, cache: EmbeddingCache
 ) -> np.ndarray:
@@ -113,7 +98,7 @@ def encode_items(
         n = len(split.items)
         start, stop = shard_bounds(n, *rank_world(), unit=opts.batch_size)
         loader = DataLoader(
-            Subset(_Media(split, model, opts), range(start, stop)),
+            Subset(media_dataset(split, model, opts), range(start, stop)),
             batch_size=opts.batch_size,
             num_workers=opts.num_workers,
             shuffle=False,
@@ -197,11 +182,14 @@ def evaluate(
     opts: EvalOptions,
     save_embeddings_dir: Path | None = None,
 ) -> dict[str, Any]:
-    """Run ``task`` on ``split`` and return a result record (see vilem.results)."""
-    if task not in TASKS:
-        from vilem.registry import closest
-
-        raise ConfigError(f"unknown task {task!r}{closest(task, list(TASKS))}; tasks: {TASKS}")
+    """Run ``task`` (a name in ``vilem.eval.tasks``) on ``split`` and return a result record
+    (see vilem.results)."""
+    spec = get_task(task)
+    if spec.needs_heads and not can_proofread(model):
+        raise ConfigError(
+            f"task {task!r} needs a ViLEM model with error-detection heads; "
+            f"{model_info.get('spec', 'this model')} has none"
+        )
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     cache = EmbeddingCache(opts.cache_dir)
@@ -209,83 +197,46 @@ def evaluate(
         timings, "validate_media", lambda: validate_media(split, opts.skip_bad_media, opts.quiet)
     )
     items = _timed(timings, "encode_items", lambda: encode_items(model, split, opts, cache))
-    extra: dict[str, Any] = {}
-    if task == "retrieval":
-        texts = _timed(
-            timings, "encode_texts", lambda: encode_texts(model, split.texts, opts, cache)
-        )
-        t2i, i2t = _timed(timings, "metrics", lambda: M.ranks(items, texts, split.text_to_item))
-        scores = M.metrics_from_ranks(t2i, i2t)
-        if opts.bootstrap:
-            scores["intervals"] = M.retrieval_intervals(
-                t2i, i2t, resamples=opts.bootstrap, seed=opts.seed
-            )
-        per_query = {"t2i_ranks": t2i.tolist(), "i2t_ranks": i2t.tolist()}
-        if save_embeddings_dir is not None and is_main():
-            save_embeddings(save_embeddings_dir, split, items, texts)
-    elif task == "probe":
-        probes = probes_for_split(split)
-        if not probes:
-            raise DataError(f"{split.dataset}/{split.split} yields no probes")
-        scores, per_query = _timed(
-            timings, "probe", lambda: score_probes(model, items, probes, opts, cache)
-        )
-        extra["probe_counts"] = scores.pop("counts", {})
-    else:
-        if not can_proofread(model):
-            raise ConfigError(
-                f"task 'proofread' needs a ViLEM model with error-detection heads; "
-                f"{model_info.get('spec', 'this model')} has none"
-            )
-        from vilem.eval.proofread import proofread_split
-
-        scores = _timed(timings, "proofread", lambda: proofread_split(model, split, opts))
-        extra["examples"] = scores.pop("examples", [])
-        per_query = scores.pop("per_query", None)
+    run = TaskRun(model, split, items, opts, cache, timings, save_embeddings_dir)
+    out = spec.runner()(run)
     timings["total"] = round(time.perf_counter() - t0, 4)
-    extra["cache"] = {"hits": cache.hits, "misses": cache.misses}
-    intervals = scores.pop("intervals", {})
+    out.extra["cache"] = {"hits": cache.hits, "misses": cache.misses}
+    intervals = out.scores.pop("intervals", {})
     result = make_result(
         model=model_info,
         dataset=split.describe(),
         task=task,
-        metrics=scores,
+        metrics=out.scores,
         intervals=intervals,
         timings=timings,
         seed=opts.seed,
-        extra=extra,
+        extra=out.extra,
     )
-    if per_query is not None:
-        result["per_query"] = per_query
+    if out.per_query is not None:
+        result["per_query"] = out.per_query
     return result
+
+
+@dataclass
+class TaskRun:
+    """What a task's run function gets: the model, the (validated) split, its item embeddings,
+    the options, the embedding cache, the timings to add to, and where to save embeddings."""
+
+    model: RetrievalModel
+    split: Split
+    items: np.ndarray
+    opts: EvalOptions
+    cache: EmbeddingCache
+    timings: dict[str, float]
+    save_embeddings_dir: Path | None = None
+
+    def timed(self, key: str, fn: Callable[[], Any]) -> Any:
+        return _timed(self.timings, key, fn)
+
+    def encode_texts(self, texts: list[str]) -> np.ndarray:
+        return encode_texts(self.model, texts, self.opts, self.cache)
 
 
 def can_proofread(model: RetrievalModel) -> bool:
     """Whether the model has the ViLEM error-detection/correction heads."""
     return bool(getattr(model, "has_proofreading_heads", False))
-
-
-def score_probes(
-    model: RetrievalModel,
-    items: np.ndarray,
-    probes: list[Probe],
-    opts: EvalOptions,
-    cache: EmbeddingCache,
-) -> tuple[dict[str, Any], dict[str, list]]:
-    """Probe accuracy, and per-probe correctness for paired comparisons."""
-    pos = encode_texts(model, [p.positive for p in probes], opts, cache)
-    neg = encode_texts(model, [p.negative for p in probes], opts, cache)
-    item_emb = items[[p.item for p in probes]]
-    pos_scores = np.einsum("nd,nd->n", item_emb, pos)
-    neg_scores = np.einsum("nd,nd->n", item_emb, neg)
-    categories = [p.category for p in probes]
-    words = [p.word for p in probes]
-    scores = M.probe_accuracy(
-        pos_scores, neg_scores, categories, words=words, bootstrap=opts.bootstrap, seed=opts.seed
-    )
-    per_query = {
-        "correct": (pos_scores > neg_scores).astype(int).tolist(),
-        "category": categories,
-        "word": words,
-    }
-    return scores, per_query

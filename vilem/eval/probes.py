@@ -8,10 +8,15 @@ captions (below), and SugarCrepe files (vilem.data.sugarcrepe).
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import numpy as np
 
+from vilem import metrics as M
 from vilem.data.base import Probe, Split
+from vilem.errors import DataError
+from vilem.eval.engine import TaskRun
+from vilem.eval.tasks import TaskOutput
 
 COLOURS = (
     "red", "blue", "green", "yellow", "white", "black", "brown", "orange", "pink", "purple",
@@ -133,3 +138,39 @@ def probes_for_split(split: Split, seed: int = 0) -> list[Probe]:
 
         return synthetic_probes(split)
     return caption_edit_probes(split, seed=seed)
+
+
+# ------------------------------------------------------------------------------ the task
+
+
+def run(r: TaskRun) -> TaskOutput:
+    """Probe accuracy, and per-probe correctness for paired comparisons."""
+    probes = probes_for_split(r.split)
+    if not probes:
+        raise DataError(f"{r.split.dataset}/{r.split.split} yields no probes")
+    scores, per_query = r.timed("probe", lambda: score_probes(r, probes))
+    return TaskOutput(scores, per_query, {"probe_counts": scores.pop("counts", {})})
+
+
+def score_probes(r: TaskRun, probes: list[Probe]) -> tuple[dict[str, Any], dict[str, list]]:
+    pos = r.encode_texts([p.positive for p in probes])
+    neg = r.encode_texts([p.negative for p in probes])
+    item_emb = r.items[[p.item for p in probes]]
+    pos_scores = np.einsum("nd,nd->n", item_emb, pos)
+    neg_scores = np.einsum("nd,nd->n", item_emb, neg)
+    categories = [p.category for p in probes]
+    words = [p.word for p in probes]
+    scores = M.probe_accuracy(
+        pos_scores,
+        neg_scores,
+        categories,
+        words=words,
+        bootstrap=r.opts.bootstrap,
+        seed=r.opts.seed,
+    )
+    per_query = {
+        "correct": (pos_scores > neg_scores).astype(int).tolist(),
+        "category": categories,
+        "word": words,
+    }
+    return scores, per_query

@@ -17,7 +17,9 @@ import torch
 from vilem import metrics as M
 from vilem.data.base import Probe, Split
 from vilem.errors import DataError
+from vilem.eval.engine import TaskRun, media_dataset
 from vilem.eval.probes import probes_for_split
+from vilem.eval.tasks import TaskOutput
 from vilem.io import display_path
 
 N_EXAMPLES = 8  # examples kept in the result for the report's coloured-word figure
@@ -52,12 +54,10 @@ def aligned_edits(
 
 def proofread_split(model: Any, split: Split, opts: Any, batch_size: int = 64) -> dict[str, Any]:
     """ED precision/recall/F1/AP and EC top-1 accuracy (percent) over the split's probes."""
-    from vilem.eval.engine import _Media  # the same media loading and preprocessing as retrieval
-
     probes, original, edited = aligned_edits(model, probes_for_split(split, seed=opts.seed))
     if not probes:
         raise DataError(f"{split.dataset}/{split.split}: no token-aligned edits to proofread")
-    media = _Media(split, model, opts)
+    media = media_dataset(split, model, opts)  # the same media pipeline as retrieval
     probs, top1s = [], []
     for s in range(0, len(probes), batch_size):
         chunk = probes[s : s + batch_size]
@@ -105,3 +105,10 @@ def proofread_split(model: Any, split: Split, opts: Any, batch_size: int = 64) -
         "category": [p.category for p in probes],
     }
     return scores
+
+
+def run(r: TaskRun) -> TaskOutput:
+    scores = r.timed("proofread", lambda: proofread_split(r.model, r.split, r.opts))
+    examples = scores.pop("examples", [])
+    per_query = scores.pop("per_query", None)
+    return TaskOutput(scores, per_query, {"examples": examples})

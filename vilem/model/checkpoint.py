@@ -6,18 +6,17 @@ are refused); a checkpoint that does not match its config is refused, never part
 
 from __future__ import annotations
 
-import json
 import os
-import tempfile
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
 from vilem.errors import ConfigError, DataError
-from vilem.io import read_json
-from vilem.model.vilem import ViLEM, config_from_dict, config_to_dict
+from vilem.io import atomic_write_bytes, atomic_write_json, read_json
+from vilem.model.config import config_from_dict, config_to_dict
+from vilem.model.vilem import ViLEM
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
@@ -47,22 +46,10 @@ def save_model(model: ViLEM, directory: str | os.PathLike) -> Path:
     never leaves a truncated file behind.
     """
     folder = Path(directory)
-    folder.mkdir(parents=True, exist_ok=True)
     meta = {"format": FORMAT, "format_version": FORMAT_VERSION}
-    payload = json.dumps({**meta, "model": config_to_dict(model.config)}, indent=2) + "\n"
-    temps = []
-    try:
-        for name in (WEIGHTS_FILE, CONFIG_FILE):
-            fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".tmp")
-            os.close(fd)
-            temps.append(tmp)
-        save_file(_unshared_state(model), temps[0], metadata={k: str(v) for k, v in meta.items()})
-        Path(temps[1]).write_text(payload, encoding="utf-8")
-        os.replace(temps[0], folder / WEIGHTS_FILE)
-        os.replace(temps[1], folder / CONFIG_FILE)
-    finally:
-        for tmp in temps:
-            Path(tmp).unlink(missing_ok=True)
+    weights = save(_unshared_state(model), metadata={k: str(v) for k, v in meta.items()})
+    atomic_write_bytes(folder / WEIGHTS_FILE, weights)
+    atomic_write_json(folder / CONFIG_FILE, {**meta, "model": config_to_dict(model.config)})
     return folder
 
 
@@ -99,16 +86,24 @@ def _first(keys: list[str], n: int = 5) -> str:
     return ", ".join(keys[:n]) + more
 
 
-def load_model(
-    directory: str | os.PathLike, device: str | torch.device = "cpu", build_negatives: bool = False
-) -> ViLEM:
+# keys checkpoints of vilem <= 0.1 wrote into the model config that are training settings now
+LEGACY_MODEL_KEYS = ("proxy_ramp_steps", "distill_alpha")
+
+
+def _model_section(meta: dict) -> dict:
+    """The model config of a checkpoint, minus the training settings older ones carried."""
+    model = {k: v for k, v in meta["model"].items() if k not in LEGACY_MODEL_KEYS}
+    if isinstance(model.get("negatives"), dict):
+        model["negatives"] = {k: v for k, v in model["negatives"].items() if k != "mlm_path"}
+    return model
+
+
+def load_model(directory: str | os.PathLike, device: str | torch.device = "cpu") -> ViLEM:
     """Rebuild a ViLEM model from a checkpoint folder written by ``save_model``.
 
     Args:
         directory: the checkpoint folder (or its ``model.safetensors``).
         device: where the weights go.
-        build_negatives: also build the negative editor now (to resume training); otherwise it is
-            built on the first training step, and evaluation never needs the MLM folder.
 
     Raises:
         ConfigError: missing folder/file, a pickle checkpoint, a config that does not parse, or
@@ -126,8 +121,10 @@ def load_model(
             f"{folder / CONFIG_FILE}: checkpoint format version {meta.get('format_version')!r} "
             f"is not supported (this vilem reads {FORMAT_VERSION})"
         )
-    cfg = config_from_dict(meta["model"], path="model")
-    model = ViLEM(cfg, load_pretrained=False, build_negatives=build_negatives)
+    if not isinstance(meta["model"], dict):
+        raise ConfigError(f"{folder / CONFIG_FILE}: 'model' must be a mapping")
+    cfg = config_from_dict(_model_section(meta), path="model")
+    model = ViLEM(cfg, load_pretrained=False)
     try:
         state = load_file(str(folder / WEIGHTS_FILE))
     except (SafetensorError, OSError) as exc:

@@ -7,6 +7,8 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
+from vilem.dist import rank_world
+
 IGNORE_INDEX = -100
 
 
@@ -82,13 +84,6 @@ def error_correction_loss(logits_at_edits: torch.Tensor, targets: torch.Tensor) 
     return F.cross_entropy(logits_at_edits, targets)
 
 
-def world_info() -> tuple[int, int]:
-    """(rank, world size), (0, 1) when torch.distributed is not initialised."""
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
 class _GatherWithGrad(torch.autograd.Function):
     """All-gather rows (ranks may hold different counts) whose backward sums every rank's
     gradient of the gathered tensor and hands each rank the rows it contributed."""
@@ -123,7 +118,7 @@ def gather_with_local_grad(x: torch.Tensor) -> torch.Tensor:
     the ranks' gradients, so after DDP averages parameter gradients over ranks the update equals
     the single-process one on the global batch (a local-only gradient would be 1/world of it).
     """
-    rank, world = world_info()
+    rank, world = rank_world()
     if world == 1:
         return x
     return _GatherWithGrad.apply(x, rank, world)

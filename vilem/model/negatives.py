@@ -12,7 +12,6 @@ import math
 import re
 import string
 import unicodedata
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -21,25 +20,8 @@ from transformers import PreTrainedTokenizerBase
 
 from vilem.errors import ConfigError
 from vilem.io import read_json
+from vilem.model.config import NegativesCfg
 from vilem.model.losses import IGNORE_INDEX
-
-
-@dataclass
-class NegativesCfg:
-    kind: str = "mlm"  # "mlm" (ViLEM) or "lexicon" (same-category word swaps, ablation)
-    mlm_path: str | None = None  # local HF fill-mask folder (same vocabulary as the text tower)
-    p: float = 0.15  # each eligible word-piece is picked independently with this probability
-    max_edits: int = 8  # at most this many replacements per caption
-    top_k: int = 20  # the replacement is sampled from the MLM's top-k (softmaxed)
-    avoid_stopwords: bool = False  # never pick stopwords
-    avoid_subwords: bool = False  # only whole single-piece words are picked or proposed
-    # drop a sampled replacement to which the MLM gives less than this probability in the clean
-    # context (softmax over the whole vocabulary, the original included): where the grammar
-    # leaves no alternative ("a [picture] of"), only junk could be written there
-    min_prob: float = 0.0
-    lexicon: str = "general"  # built-in swap groups for "lexicon": "general" or "synthetic"
-    lexicon_path: str | None = None  # JSON {category: [words]} for "lexicon"; overrides lexicon
-
 
 _STOPWORDS = """
 a an the and or but of in on at to for with by from up down into onto over under near is are was
@@ -282,10 +264,10 @@ def load_mlm(path: str) -> nn.Module:
 
     folder = Path(path)
     if not folder.is_dir():
-        raise ConfigError(f"model.negatives.mlm_path folder not found: {path}")
+        raise ConfigError(f"mlm_path folder not found: {path}")
     if not any(folder.glob("*.safetensors")):
         raise ConfigError(
-            f"model.negatives.mlm_path {path} holds no .safetensors weights "
+            f"mlm_path {path} holds no .safetensors weights "
             "(pickle-based checkpoints are not loaded)"
         )
     try:
@@ -296,40 +278,53 @@ def load_mlm(path: str) -> nn.Module:
         raise ConfigError(f"cannot load a masked LM from {path}: {exc}") from exc
 
 
-def build_editor(cfg: NegativesCfg, tokenizer: PreTrainedTokenizerBase) -> Editor:
-    """The negative generator ``cfg`` asks for."""
+def build_editor(
+    cfg: NegativesCfg,
+    tokenizer: PreTrainedTokenizerBase,
+    mlm_path: str | None = None,
+    groups: dict[str, list[str]] | None = None,
+) -> Editor:
+    """The negative generator ``cfg`` asks for: an MLM editor reading the fill-mask folder
+    ``mlm_path``, or a lexicon editor (``groups`` are the word classes of ``lexicon:
+    synthetic``, which the caller derives from the synthetic grammar)."""
     if cfg.kind == "lexicon":
-        if cfg.lexicon not in ("general", "synthetic"):
-            raise ConfigError(
-                f"model.negatives.lexicon must be 'general' or 'synthetic', not {cfg.lexicon!r}"
-            )
-        groups = DEFAULT_LEXICON
-        if cfg.lexicon == "synthetic":
-            # exactly the synthetic grammar's word classes: every edit stays grammatical
-            from vilem.train.plausibility import synthetic_lexicon
-
-            groups = synthetic_lexicon()
-        if cfg.lexicon_path:
-            groups = read_json(cfg.lexicon_path, "lexicon file")
-            if not isinstance(groups, dict) or not all(
-                isinstance(v, list) and all(isinstance(w, str) for w in v) for v in groups.values()
-            ):
-                raise ConfigError(
-                    f"lexicon file {cfg.lexicon_path} must map categories to lists of words"
-                )
-        return LexiconEditor(tokenizer, groups, cfg)
+        return LexiconEditor(tokenizer, _lexicon_groups(cfg, groups), cfg)
     if cfg.kind != "mlm":
         raise ConfigError(f"model.negatives.kind must be 'mlm' or 'lexicon', not {cfg.kind!r}")
-    if not cfg.mlm_path:
+    if not mlm_path:
         raise ConfigError(
-            "model.negatives.mlm_path is required for MLM negatives (a local fill-mask model "
-            "folder with the text tower's vocabulary)"
+            "mlm_path is required for MLM negatives (a local fill-mask model folder with the "
+            "text tower's vocabulary)"
         )
-    mlm = load_mlm(cfg.mlm_path)
+    mlm = load_mlm(mlm_path)
     vocab = mlm.get_input_embeddings().num_embeddings
     if vocab != len(tokenizer):
         raise ConfigError(
-            f"model.negatives.mlm_path {cfg.mlm_path} has a vocabulary of {vocab}, the text "
-            f"tokenizer {len(tokenizer)}: they must share one"
+            f"mlm_path {mlm_path} has a vocabulary of {vocab}, the text tokenizer "
+            f"{len(tokenizer)}: they must share one"
         )
     return MLMEditor(mlm, tokenizer, cfg)
+
+
+def _lexicon_groups(cfg: NegativesCfg, groups: dict[str, list[str]] | None) -> dict:
+    if cfg.lexicon not in ("general", "synthetic"):
+        raise ConfigError(
+            f"model.negatives.lexicon must be 'general' or 'synthetic', not {cfg.lexicon!r}"
+        )
+    if cfg.lexicon_path:
+        groups = read_json(cfg.lexicon_path, "lexicon file")
+        if not isinstance(groups, dict) or not all(
+            isinstance(v, list) and all(isinstance(w, str) for w in v) for v in groups.values()
+        ):
+            raise ConfigError(
+                f"lexicon file {cfg.lexicon_path} must map categories to lists of words"
+            )
+        return groups
+    if cfg.lexicon == "synthetic":
+        if groups is None:
+            raise ConfigError(
+                "model.negatives.lexicon 'synthetic' needs the synthetic grammar's word classes "
+                "(vilem.train.plausibility.synthetic_lexicon)"
+            )
+        return groups
+    return DEFAULT_LEXICON

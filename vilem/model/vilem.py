@@ -16,220 +16,28 @@ Reads top to bottom: configs, blocks, model.
 from __future__ import annotations
 
 import copy
-import dataclasses
 import functools
-import types
-import typing
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vilem.errors import ConfigError, DataError
+from vilem.errors import ConfigError
+from vilem.model.config import IMAGENET_MEAN, IMAGENET_STD, ViLEMConfig
+from vilem.model.heads import (
+    CrossAttentionBlock,
+    ErrorCorrectionHead,
+    ErrorDetectionHead,
+    local_blocks,
+)
 from vilem.model.losses import (
     contrastive_loss,
     error_correction_loss,
     error_detection_loss,
     gather_with_local_grad,
 )
-from vilem.model.negatives import Editor, NegativesCfg, build_editor
-from vilem.model.towers import ImageTower, TextCfg, TextTower, VisionCfg, load_tokenizer
-from vilem.registry import closest
-
-# ---------------------------------------------------------------------------------------------
-# configs
-
-
-@dataclass
-class ViLEMConfig:
-    vision: VisionCfg = field(default_factory=VisionCfg)  # image tower
-    text: TextCfg = field(default_factory=TextCfg)  # text tower
-    embed_dim: int = 256  # shared retrieval embedding size
-    fusion_layer: int = 6  # K: the ViLEM branches run text layers 0..K-1
-    use_ed: bool = True  # error detection loss
-    use_ec: bool = True  # error correction loss
-    use_global: bool = True  # global branch: image CLS added to the text input
-    use_local: bool = True  # local branch: cross-attention to multi-level patch tokens
-    beta: float = 0.2  # L = itc + w * ((1 - beta) local + beta global)
-    proxy_weight: float = 1.0  # w: weight of the ED/EC losses against ITC (the paper: 1)
-    proxy_ramp_steps: int = 0  # w ramps linearly from 0 over these first optimizer steps
-    temp_init: float = 0.07  # initial ITC temperature (learnable, clamped to [0.001, 0.5])
-    momentum: bool = False  # EMA momentum encoders (ALBEF)
-    momentum_m: float = 0.995  # EMA decay
-    queue_size: int = 0  # momentum feature queue length (0 = none; needs momentum)
-    distill_alpha: float = 0.4  # momentum distillation weight at the end of its ramp
-    paired_momentum: bool = False  # ED/EC on online-text x momentum-image and the reverse
-    negatives: NegativesCfg = field(default_factory=NegativesCfg)  # negative caption generator
-
-    @property
-    def itc_only(self) -> bool:
-        return not (self.use_ed or self.use_ec)
-
-    def validate(self) -> None:
-        """Raise ConfigError on values that cannot work together."""
-        checks = [
-            (self.embed_dim > 0, "model.embed_dim must be positive"),
-            (self.fusion_layer >= 1, "model.fusion_layer must be >= 1"),
-            (0.0 <= self.beta <= 1.0, "model.beta must be in [0, 1]"),
-            (self.proxy_weight >= 0.0, "model.proxy_weight must be >= 0"),
-            (self.proxy_ramp_steps >= 0, "model.proxy_ramp_steps must be >= 0"),
-            (0.001 <= self.temp_init <= 0.5, "model.temp_init must be in [0.001, 0.5]"),
-            (0.0 <= self.momentum_m < 1.0, "model.momentum_m must be in [0, 1)"),
-            (self.queue_size >= 0, "model.queue_size must be >= 0"),
-            (self.queue_size == 0 or self.momentum, "model.queue_size > 0 needs model.momentum"),
-            (
-                not self.paired_momentum or self.momentum,
-                "model.paired_momentum needs model.momentum",
-            ),
-            (
-                self.itc_only or self.use_global or self.use_local,
-                "model.use_ed/use_ec need at least one of model.use_global, model.use_local",
-            ),
-            (0.0 < self.negatives.p <= 1.0, "model.negatives.p must be in (0, 1]"),
-            (self.negatives.max_edits >= 1, "model.negatives.max_edits must be >= 1"),
-            (self.negatives.top_k >= 1, "model.negatives.top_k must be >= 1"),
-            (0.0 <= self.negatives.min_prob < 1.0, "model.negatives.min_prob must be in [0, 1)"),
-            (
-                self.negatives.kind in ("mlm", "lexicon"),
-                "model.negatives.kind must be 'mlm' or 'lexicon'",
-            ),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise ConfigError(message)
-
-
-def config_to_dict(cfg: Any) -> dict[str, Any]:
-    """A (nested) config dataclass -> plain JSON-able dict."""
-    return dataclasses.asdict(cfg)
-
-
-def _check_type(value: Any, hint: Any, path: str) -> Any:
-    origin = typing.get_origin(hint)
-    if origin in (typing.Union, types.UnionType):
-        options = typing.get_args(hint)
-        if value is None and type(None) in options:
-            return None
-        errors = []
-        for option in options:
-            if option is type(None):
-                continue
-            try:
-                return _check_type(value, option, path)
-            except ConfigError as exc:
-                errors.append(exc)
-        raise errors[0]
-    if dataclasses.is_dataclass(hint):
-        if not isinstance(value, Mapping):
-            raise ConfigError(f"{path} must be a mapping, not {type(value).__name__}")
-        return _from_dict(hint, value, path)
-    # bool is an int subclass: refuse it where a number is meant, and numbers where a flag is
-    if hint is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{path} must be true or false, not {value!r}")
-        return value
-    if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{path} must be an integer, not {value!r}")
-        return value
-    if hint is float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ConfigError(f"{path} must be a number, not {value!r}")
-        return float(value)
-    if hint is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{path} must be a string, not {value!r}")
-        return value
-    raise TypeError(f"unsupported config type {hint!r} at {path}")
-
-
-def _from_dict(cls: type, data: Mapping[str, Any], path: str) -> Any:
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    kwargs = {}
-    for key, value in data.items():
-        if key not in names:
-            raise ConfigError(f"unknown config key {path}.{key}{closest(str(key), names)}")
-        kwargs[key] = _check_type(value, hints[key], f"{path}.{key}")
-    return cls(**kwargs)
-
-
-def config_from_dict(data: Mapping[str, Any], path: str = "model") -> ViLEMConfig:
-    """A dict (from YAML/JSON) -> validated ViLEMConfig; missing keys take defaults.
-
-    Raises:
-        ConfigError: naming the key path (e.g. ``model.text.hiden``) of an unknown key or a
-            value of the wrong type, or a value out of range.
-    """
-    if not isinstance(data, Mapping):
-        raise ConfigError(f"{path} must be a mapping, not {type(data).__name__}")
-    cfg = _from_dict(ViLEMConfig, data, path)
-    cfg.validate()
-    return cfg
-
-
-# ---------------------------------------------------------------------------------------------
-# blocks
-
-
-class CrossAttentionBlock(nn.Module):
-    """Text tokens attend to image patch tokens (projected to text width); BERT-style post-norm
-    residual, as the cross-attention sub-layer of ALBEF's fusion layers."""
-
-    def __init__(self, text_width: int, image_width: int, heads: int, dropout: float):
-        super().__init__()
-        self.kv_norm = nn.LayerNorm(image_width)  # block outputs are un-normalised residuals
-        self.kv_proj = nn.Linear(image_width, text_width)
-        self.attn = nn.MultiheadAttention(text_width, heads, dropout=dropout, batch_first=True)
-        self.dropout = nn.Dropout(dropout)
-        self.norm = nn.LayerNorm(text_width, eps=1e-12)
-
-    def forward(self, text: torch.Tensor, patches: torch.Tensor) -> torch.Tensor:
-        kv = self.kv_proj(self.kv_norm(patches))
-        out = self.attn(text, kv, kv, need_weights=False)[0]
-        return self.norm(text + self.dropout(out))
-
-
-class ErrorDetectionHead(nn.Module):
-    """Per token: dense + GELU + LayerNorm, then correct (0) vs replaced (1)."""
-
-    def __init__(self, width: int):
-        super().__init__()
-        self.transform = nn.Sequential(
-            nn.Linear(width, width), nn.GELU(), nn.LayerNorm(width, eps=1e-12)
-        )
-        self.classifier = nn.Linear(width, 2)
-
-    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.transform(hidden))
-
-
-class ErrorCorrectionHead(nn.Module):
-    """An MLM head whose decoder is the text tower's word-embedding matrix (tied) plus a bias.
-
-    The tie is a functional one (``F.linear`` with the embedding weight), so the state dict holds
-    no second reference to the embedding and safetensors checkpoints need no special casing.
-    """
-
-    def __init__(self, width: int, vocab_size: int):
-        super().__init__()
-        self.transform = nn.Sequential(
-            nn.Linear(width, width), nn.GELU(), nn.LayerNorm(width, eps=1e-12)
-        )
-        self.bias = nn.Parameter(torch.zeros(vocab_size))
-
-    def forward(self, hidden: torch.Tensor, word_embeddings: torch.Tensor) -> torch.Tensor:
-        return F.linear(self.transform(hidden), word_embeddings, self.bias)
-
-
-def local_blocks(depth: int, k: int) -> list[int]:
-    """The ViT block (0-based) each of the K cross-attention layers attends to, spread evenly
-    over the depth and ending at the last block: depth 12, K 6 -> 1, 3, 5, 7, 9, 11."""
-    return [max(0, (i + 1) * depth // k - 1) for i in range(k)]
-
+from vilem.model.negatives import Editor
+from vilem.model.towers import ImageTower, TextTower, load_tokenizer, tokenize
 
 # ---------------------------------------------------------------------------------------------
 # model
@@ -243,13 +51,12 @@ class ViLEM(nn.Module):
     Args:
         cfg: the model config (validated here).
         load_pretrained: load tower weights named by the config (off when a checkpoint follows).
-        build_negatives: build the negative editor now (otherwise on the first training step that
-            needs it, so loading a checkpoint for evaluation never needs the MLM folder).
+
+    Training ED/EC needs ``model.editor``, the negative generator (``vilem.model.negatives``);
+    the trainer sets it (``vilem.train.editor.make_editor``), so evaluation never needs an MLM.
     """
 
-    def __init__(
-        self, cfg: ViLEMConfig, load_pretrained: bool = True, build_negatives: bool = True
-    ):
+    def __init__(self, cfg: ViLEMConfig, load_pretrained: bool = True):
         super().__init__()
         cfg.validate()
         self.config = cfg
@@ -284,8 +91,6 @@ class ViLEM(nn.Module):
                 self.ed_head = ErrorDetectionHead(tw)
             if cfg.use_ec:
                 self.ec_head = ErrorCorrectionHead(tw, self.text_tower.bert.config.vocab_size)
-            if build_negatives:
-                self._editor = build_editor(cfg.negatives, self.tokenizer)
 
         if cfg.momentum:
             # EMA copies of the retrieval encoders; never trained by gradient
@@ -304,9 +109,12 @@ class ViLEM(nn.Module):
 
     @property
     def editor(self) -> Editor | None:
-        """The negative-caption generator (None for ITC-only models); built on first use."""
+        """The negative-caption generator; ED/EC training refuses to run without one."""
         if self._editor is None and not self.config.itc_only:
-            self._editor = build_editor(self.config.negatives, self.tokenizer)
+            raise ConfigError(
+                "this ViLEM model trains ED/EC but has no negative editor: set model.editor "
+                "(vilem.model.negatives.build_editor; the trainer builds it from mlm_path)"
+            )
         return self._editor
 
     @editor.setter
@@ -317,24 +125,13 @@ class ViLEM(nn.Module):
 
     def image_mean_std(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
         """Pixel normalisation: the timm architecture's own, else ImageNet's."""
-        from vilem.models.base import IMAGENET_MEAN, IMAGENET_STD
-
         return self.image_tower.mean_std() or (IMAGENET_MEAN, IMAGENET_STD)
 
     def tokenize(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Strings -> (input_ids, attention_mask), padded to the longest, cut at max_len."""
-        for i, text in enumerate(texts):
-            if not isinstance(text, str) or not text.strip():
-                raise DataError(f"caption {i} is empty: every text needs at least one word")
-        enc = self.tokenizer(
-            list(texts),
-            padding="longest",
-            truncation=True,
-            max_length=self.config.text.max_len,
-            return_tensors="pt",
-        )
+        """Strings -> (input_ids, attention_mask) on the model's device (``towers.tokenize``)."""
+        ids, mask = tokenize(self.tokenizer, texts, self.config.text.max_len)
         device = self.temp.device
-        return enc["input_ids"].to(device), enc["attention_mask"].to(device)
+        return ids.to(device), mask.to(device)
 
     def _image_embed(self, cls: torch.Tensor, frames: int, proj: nn.Module) -> torch.Tensor:
         feat = F.normalize(proj(cls), dim=-1)
@@ -634,14 +431,4 @@ def retrieval_parameter_count(model: ViLEM) -> int:
     return sum(p.numel() for p in model.retrieval_modules().parameters())
 
 
-__all__ = [
-    "ViLEM",
-    "ViLEMConfig",
-    "VisionCfg",
-    "TextCfg",
-    "NegativesCfg",
-    "config_to_dict",
-    "config_from_dict",
-    "local_blocks",
-    "retrieval_parameter_count",
-]
+__all__ = ["ViLEM", "retrieval_parameter_count"]

@@ -17,10 +17,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from vilem.model.config import IMAGENET_MEAN, IMAGENET_STD
 from vilem.registry import Registry
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def resize_center_crop(frames: np.ndarray, size: int) -> torch.Tensor:

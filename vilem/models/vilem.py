@@ -8,7 +8,8 @@ from typing import Any
 import torch
 
 from vilem.errors import ConfigError
-from vilem.model.vilem import ViLEM, config_to_dict
+from vilem.model.config import config_to_dict
+from vilem.model.vilem import ViLEM
 from vilem.models.base import RetrievalModel, register_model, state_dict_digest
 
 PROOFREAD_CHUNK = 16  # captions per ED/EC pass in proofread()

@@ -2,7 +2,8 @@
 
 from typing import Any
 
-from vilem.report.leaderboard import FORMATS, Problem, collect, leaderboard
+from vilem.report.render import FORMATS
+from vilem.report.tables import Problem, collect, leaderboard
 
 __all__ = ["FORMATS", "Problem", "build_report", "collect", "leaderboard"]
 

@@ -25,7 +25,7 @@ def _warn_problems(problems: list) -> None:
 
 def _cmd_leaderboard(args: argparse.Namespace) -> int:
     from vilem.io import atomic_write_text
-    from vilem.report.leaderboard import check_baseline, collect, leaderboard
+    from vilem.report.tables import check_baseline, collect, leaderboard
 
     records, problems = collect(args.results_dir)
     _warn_problems(problems)
@@ -53,7 +53,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``leaderboard`` and ``report`` commands to the ``vilem`` parser."""
-    from vilem.report.leaderboard import FORMATS
+    from vilem.report.render import FORMATS
 
     p = subparsers.add_parser("leaderboard", help="tabulate result files per dataset and task")
     p.add_argument("results_dir", type=Path, metavar="RESULTS_DIR", help="folder of result JSONs")

@@ -1,5 +1,6 @@
-"""Comparing result cells: which way a metric is better, each task's main metric, and paired
-bootstrap differences between two models evaluated on the same queries.
+"""Comparing result cells: paired bootstrap differences between two models evaluated on the same
+queries. Which way a metric is better comes from the metric registry (``vilem.metrics.info``);
+each task's main metric and per-query recipe from the task registry (``vilem.eval.tasks``).
 
 A difference is *paired*: every resample draws one set of query indices and scores both models on
 it, so the interval reflects how much the gap, not each score, depends on the query sample.
@@ -18,21 +19,12 @@ from typing import Any
 import numpy as np
 
 from vilem import metrics as M
-from vilem.errors import ConfigError
+from vilem.eval.tasks import TASKS
 from vilem.metrics import higher_is_better
+from vilem.metrics.paired import Paired
 
-MAIN_METRIC = {"retrieval": "rsum", "probe": "macro", "proofread": "ed_f1"}
-RECALL_KS = (1, 5, 10)
-DIRECTIONS = ("t2i", "i2t")
 BOOTSTRAP_RESAMPLES = 1000
 BOOTSTRAP_SEED = 0
-
-
-def main_metric(task: str, available: Sequence[str] = ()) -> str | None:
-    """The metric a task is ranked by (rsum, macro, ed_f1), else the first available one."""
-    if task in MAIN_METRIC:
-        return MAIN_METRIC[task]
-    return available[0] if available else None
 
 
 @dataclass(frozen=True)
@@ -81,87 +73,12 @@ class Delta:
         return "beats" if self.better else "worse"
 
 
-# Per-query inputs of one comparison: model A's parts, model B's parts (each part a query set
-# resampled on its own, e.g. (t2i_ranks, i2t_ranks) or one part per probe category) and the
-# metric as a function of one model's parts.
-_Paired = tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...], Callable[[tuple], float]]
-
-
-def _as_vector(values: Any, what: str) -> np.ndarray:
-    if not isinstance(values, list) or not values:
-        raise ValueError(f"per-query {what} is missing or empty")
-    try:
-        arr = np.asarray(values, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"per-query {what} is not a list of numbers") from exc
-    if arr.ndim != 1 or not np.isfinite(arr).all():
-        raise ValueError(f"per-query {what} is not a flat list of finite numbers")
-    return arr
-
-
-def _paired(a: dict, b: dict, key: str) -> tuple[np.ndarray, np.ndarray]:
-    va, vb = _as_vector(a.get(key), key), _as_vector(b.get(key), key)
-    if len(va) != len(vb):
-        raise ValueError(
-            f"per-query {key} differ in length ({len(va)} vs {len(vb)}): not the same queries"
-        )
-    return va, vb
-
-
-def _retrieval_inputs(metric: str, a: dict, b: dict) -> _Paired:
-    (ta, tb), (ia, ib) = (_paired(a, b, f"{d}_ranks") for d in DIRECTIONS)
-    try:
-        fn = M.retrieval_metric_fn(metric, RECALL_KS)
-    except ConfigError as exc:
-        raise ValueError(f"no per-query recipe for {metric!r}") from exc
-    return (ta, ia), (tb, ib), fn
-
-
-def _probe_inputs(metric: str, a: dict, b: dict) -> _Paired:
-    ca, cb = a.get("category"), b.get("category")
-    if not isinstance(ca, list) or ca != cb:
-        raise ValueError("the two probe runs do not list the same probes (category lists differ)")
-    va, vb = _paired(a, b, "correct")
-    if len(ca) != len(va):
-        raise ValueError(f"per-query category has {len(ca)} entries for {len(va)} probes")
-    words = a.get("word")
-    if words is not None and (words != b.get("word") or len(words) != len(ca)):
-        raise ValueError("the two probe runs do not list the same probe words")
-    names, strata, balanced = M.probe_strata(ca, words)
-    # one part per stratum (a category, or a word of a balanced one): each is resampled on its
-    # own, which keeps the sizes the means assume (the same scheme as the metric's intervals)
-    flat = [idx for parts in strata for idx in parts]
-    groups = [c for c, parts in enumerate(strata) for _ in parts]
-    sizes = np.array([len(idx) for idx in flat], dtype=np.float64)
-    pa = tuple(va[idx] for idx in flat)
-    pb = tuple(vb[idx] for idx in flat)
-
-    def summary(parts: tuple) -> dict[str, np.ndarray]:
-        hits = np.array([p.sum() for p in parts], dtype=np.float64)
-        return M.probe_summary(hits, sizes, groups, balanced)
-
-    if metric in ("macro", "overall"):
-        return pa, pb, lambda parts: float(summary(parts)[metric])
-    name = metric.removeprefix("acc_")
-    kind = "acc"
-    if name.endswith(M.BALANCED_SUFFIX):
-        name, kind = name.removesuffix(M.BALANCED_SUFFIX), "bal"
-    if (
-        metric.startswith("acc_")
-        and name in names
-        and (kind == "acc" or balanced[names.index(name)])
-    ):
-        i = names.index(name)
-        return pa, pb, lambda parts: float(summary(parts)[kind][i])
-    raise ValueError(f"no per-query recipe for {metric!r}")
-
-
-def _inputs(task: str, metric: str, a: dict, b: dict) -> _Paired:
-    if task == "retrieval":
-        return _retrieval_inputs(metric, a, b)
-    if task == "probe":
-        return _probe_inputs(metric, a, b)
-    raise ValueError(f"no per-query recipe for task {task!r}")
+def _inputs(task: str, metric: str, a: dict, b: dict) -> Paired:
+    """The task's paired-delta recipe applied to two per-query blocks (``vilem.eval.tasks``)."""
+    recipe = TASKS[task].paired if task in TASKS else None
+    if recipe is None:
+        raise ValueError(f"no per-query recipe for task {task!r}")
+    return recipe(metric, a, b)
 
 
 def _metric_value(record: dict, metric: str) -> float | None:
@@ -427,6 +344,103 @@ def _delta_entry(d: Delta) -> dict[str, Any]:
     return entry | ({"note": d.note} if d.note else {})
 
 
+@dataclass(frozen=True)
+class _Cells:
+    """A benchmark's finished runs per (model, dataset, split, task), and per modality the
+    (dataset, split) a comparison reads."""
+
+    groups: dict[tuple[str, str, str, str], list[dict[str, Any]]]
+    where: dict[str, tuple[str, str] | None]
+
+    @classmethod
+    def of(cls, records: Sequence[dict[str, Any]], model: str) -> _Cells:
+        groups: dict[tuple[str, str, str, str], list[dict[str, Any]]] = {}
+        for r in records:
+            if r.get("status", "ok") == "ok":
+                ds = r["dataset"]
+                key = (_name(r), str(ds["name"]), str(ds.get("split") or ""), r["task"])
+                groups.setdefault(key, []).append(r)
+
+        def place(kind: str) -> tuple[str, str] | None:
+            # (no retrieval result, dataset, split): datasets with the model's retrieval come first
+            mine = sorted(
+                {(k[3] != "retrieval", k[1], k[2]) for k, rs in groups.items()
+                 if k[0] == model and modality(rs[0]) == kind}
+            )  # fmt: skip
+            return (mine[0][1], mine[0][2]) if mine else None
+
+        return cls(groups, {"image": place("image"), "video": place("video")})
+
+    def runs(self, name: str, kind: str, task: str) -> list[dict[str, Any]]:
+        at = self.where[kind]
+        return self.groups.get((name, *at, task), []) if at else []
+
+    def seeds(self, name: str) -> set[int | None]:
+        return {train_seed(r) for k, rs in self.groups.items() if k[0] == name for r in rs}
+
+
+def _delta(
+    cells: _Cells,
+    name: str,
+    base: str,
+    kind: str,
+    task: str,
+    metric: str,
+    resamples: int,
+    seed: int,
+) -> dict[str, Any]:
+    mine, theirs = cells.runs(name, kind, task), cells.runs(base, kind, task)
+    if not mine or not theirs:
+        who = " and ".join(n for n, rs in ((name, mine), (base, theirs)) if not rs)
+        note = f"no finished {task} result of {who} on {kind} data"
+        return {"delta": None, "ci": None, "significant": None, "n_seeds": 0, "note": note}
+    return _delta_entry(pooled_paired_delta(mine, theirs, metric, resamples, seed))
+
+
+def _deltas(
+    cells: _Cells,
+    model: str,
+    baseline: str,
+    video_model: str | None,
+    video_baseline: str | None,
+    resamples: int,
+    seed: int,
+) -> dict[str, dict[str, Any]]:
+    """The ``deltas`` block of ``comparison``."""
+
+    def delta(name: str, base: str, kind: str, task: str, metric: str) -> dict[str, Any]:
+        return _delta(cells, name, base, kind, task, metric, resamples, seed)
+
+    deltas = {
+        "image_rsum": delta(model, baseline, "image", "retrieval", "rsum"),
+        "image_probe_macro": delta(model, baseline, "image", "probe", "macro"),
+        "video_zero_shot_rsum": delta(model, baseline, "video", "retrieval", "rsum"),
+    }
+    for kind in ("image", "video"):
+        found = {m for r in cells.runs(model, kind, "probe") for m in r["metrics"]}
+        for m in sorted(m for m in found if m.startswith("acc_")):
+            deltas[f"{kind}_probe_{m[4:]}"] = delta(model, baseline, kind, "probe", m)
+    if video_model is not None and video_baseline is not None:
+        deltas["video_finetuned_rsum"] = delta(
+            video_model, video_baseline, "video", "retrieval", "rsum"
+        )
+    return deltas
+
+
+def _model_only(
+    cells: _Cells, model: str, kind: str, metric: str, resamples: int, seed: int
+) -> dict[str, Any]:
+    """One ``model_only`` entry of ``comparison``: the model's pooled proofreading ``metric``."""
+    mine = cells.runs(model, kind, "proofread")
+    if not mine:
+        note = f"no finished proofread result of {model} on {kind} data"
+        return {"value": None, "ci": None, "n_seeds": 0, "note": note}
+    pooled = pool_records(mine, resamples, seed)
+    ci = pooled.get("intervals", {}).get(metric)
+    ci = [float(c) for c in ci] if isinstance(ci, (list, tuple)) and len(ci) == 2 else None
+    return {"value": _metric_value(pooled, metric), "ci": ci, "n_seeds": len(mine)}
+
+
 def comparison(
     records: Sequence[dict[str, Any]],
     model: str,
@@ -446,78 +460,24 @@ def comparison(
     means). Image and video data are told apart by ``modality``; with several datasets of one
     kind, the first by name where the model has a retrieval result is used.
     """
-    groups: dict[tuple[str, str, str, str], list[dict[str, Any]]] = {}
-    for r in records:
-        if r.get("status", "ok") == "ok":
-            ds = r["dataset"]
-            key = (_name(r), str(ds["name"]), str(ds.get("split") or ""), r["task"])
-            groups.setdefault(key, []).append(r)
-
-    def place(kind: str) -> tuple[str, str] | None:
-        # (no retrieval result, dataset, split): datasets with the model's retrieval come first
-        mine = sorted(
-            {(k[3] != "retrieval", k[1], k[2]) for k, rs in groups.items()
-             if k[0] == model and modality(rs[0]) == kind}
-        )  # fmt: skip
-        return (mine[0][1], mine[0][2]) if mine else None
-
-    where = {"image": place("image"), "video": place("video")}
-
-    def runs(name: str, kind: str, task: str) -> list[dict[str, Any]]:
-        at = where[kind]
-        return groups.get((name, *at, task), []) if at else []
-
-    def delta(name: str, base: str, kind: str, task: str, metric: str) -> dict[str, Any]:
-        mine, theirs = runs(name, kind, task), runs(base, kind, task)
-        if not mine or not theirs:
-            who = " and ".join(n for n, rs in ((name, mine), (base, theirs)) if not rs)
-            note = f"no finished {task} result of {who} on {kind} data"
-            return {"delta": None, "ci": None, "significant": None, "n_seeds": 0, "note": note}
-        return _delta_entry(pooled_paired_delta(mine, theirs, metric, resamples, seed))
-
-    def categories(kind: str) -> list[str]:
-        found = {m for r in runs(model, kind, "probe") for m in r["metrics"]}
-        return sorted(m for m in found if m.startswith("acc_"))
-
-    deltas = {
-        "image_rsum": delta(model, baseline, "image", "retrieval", "rsum"),
-        "image_probe_macro": delta(model, baseline, "image", "probe", "macro"),
-        "video_zero_shot_rsum": delta(model, baseline, "video", "retrieval", "rsum"),
-    }
-    for kind in ("image", "video"):
-        for m in categories(kind):
-            deltas[f"{kind}_probe_{m[4:]}"] = delta(model, baseline, kind, "probe", m)
-    if video_model is not None and video_baseline is not None:
-        deltas["video_finetuned_rsum"] = delta(
-            video_model, video_baseline, "video", "retrieval", "rsum"
-        )
-
-    def value(kind: str, metric: str) -> dict[str, Any]:
-        mine = runs(model, kind, "proofread")
-        if not mine:
-            note = f"no finished proofread result of {model} on {kind} data"
-            return {"value": None, "ci": None, "n_seeds": 0, "note": note}
-        pooled = pool_records(mine, resamples, seed)
-        ci = pooled.get("intervals", {}).get(metric)
-        ci = [float(c) for c in ci] if isinstance(ci, (list, tuple)) and len(ci) == 2 else None
-        return {"value": _metric_value(pooled, metric), "ci": ci, "n_seeds": len(mine)}
-
-    seeds_of = [
-        {train_seed(r) for k, rs in groups.items() if k[0] == name for r in rs}
-        for name in (model, baseline)
-    ]
+    cells = _Cells.of(records, model)
+    deltas = _deltas(cells, model, baseline, video_model, video_baseline, resamples, seed)
+    common = cells.seeds(model) & cells.seeds(baseline)
     out: dict[str, Any] = {
         "baseline": baseline,
         "model": model,
-        "seeds": sorted(s for s in seeds_of[0] & seeds_of[1] if s is not None),
+        "seeds": sorted(s for s in common if s is not None),
     }
     if video_model is not None:
         out |= {"video_baseline": video_baseline, "video_model": video_model}
-    out["datasets"] = {k: "/".join(v) if v else None for k, v in where.items()}
+    out["datasets"] = {k: "/".join(v) if v else None for k, v in cells.where.items()}
     out["deltas"] = deltas
     out["model_only"] = {
-        "image_ed_f1": value("image", "ed_f1"),
-        "image_ec_accuracy": value("image", "ec_accuracy"),
-        "video_ed_f1": value("video", "ed_f1"),
+        name: _model_only(cells, model, kind, metric, resamples, seed)
+        for name, kind, metric in (
+            ("image_ed_f1", "image", "ed_f1"),
+            ("image_ec_accuracy", "image", "ec_accuracy"),
+            ("video_ed_f1", "video", "ed_f1"),
+        )
     }
     return out

@@ -24,7 +24,7 @@ from matplotlib.figure import Figure
 
 from vilem.errors import DataError
 from vilem.io import atomic_write_bytes
-from vilem.report.compare import DIRECTIONS, RECALL_KS
+from vilem.metrics.info import DIRECTIONS, RECALL_KS
 
 CHANCE = 50.0  # text-only chance of a two-way probe
 _DPI = 110

@@ -20,23 +20,23 @@ from pathlib import Path
 from typing import Any
 
 from vilem.errors import DataError, VilemError
+from vilem.eval.tasks import TASKS
 from vilem.io import atomic_write_text, display_path, read_json
 from vilem.report import plots
 from vilem.report.compare import Delta, pooled_paired_delta
-from vilem.report.leaderboard import (
+from vilem.report.render import render
+from vilem.report.tables import (
+    Table,
     build_tables,
     cell_key,
     check_baseline,
     collect,
     model_name,
     models_in,
-    render,
     seed_groups,
     tasks_in,
 )
 
-COMPARED_TASKS = ("retrieval", "probe")  # the tasks findings cover
-_TASK_TITLES = {"retrieval": "Retrieval", "probe": "Probes", "proofread": "Proofreading"}
 _CSS = """
 body { font-family: system-ui, sans-serif; max-width: 1200px; margin: 2em auto; padding: 0 1em;
        color: #222; line-height: 1.45; }
@@ -193,7 +193,8 @@ def findings(records: list[dict[str, Any]], baseline: str) -> dict[str, list[str
             continue
         lines: list[str] = []
         tally = {"beats": 0, "tie": 0, "worse": 0, "unknown": 0}
-        shared = {k[1:] for k in cells if k[0] in (model, baseline) and k[3] in COMPARED_TASKS}
+        compared = {t for t, spec in TASKS.items() if spec.compared}  # the tasks findings cover
+        shared = {k[1:] for k in cells if k[0] in (model, baseline) and k[3] in compared}
         for ds, split, task in sorted(shared):
             runs = {n: cells.get((n, ds, split, task), []) for n in (model, baseline)}
             ok = {n: [r for r in rs if r.get("status", "ok") == "ok"] for n, rs in runs.items()}
@@ -295,47 +296,72 @@ def build_report(
         f"{len(models_in(records))} model(s), {len(failed)} failed cell(s), "
         f"{len(problems)} skipped file(s)." + (f" Baseline: **{baseline}**." if baseline else "")
     )
+    _findings_section(doc, records, baseline)
+    for task, task_tables in tables.items():
+        _task_section(doc, figs, task, task_tables, ok, results_dir)
+    _training_figures(doc, figs, records, results_dir)
+    _problems_section(doc, figs, failed, problems, results_dir)
 
+    out_dir.mkdir(parents=True, exist_ok=True)
+    md_path = out_dir / "report.md"
+    atomic_write_text(md_path, doc.markdown(out_dir))
+    atomic_write_text(out_dir / "report.html", doc.html(title))
+    return md_path
+
+
+def _findings_section(doc: _Doc, records: list[dict[str, Any]], baseline: str | None) -> None:
     doc.heading(2, "Findings")
     if baseline is None:
         doc.para("No baseline was chosen, so no comparisons are made (pass `--baseline MODEL`).")
-    else:
-        per_model = findings(records, baseline)
-        if not per_model:
-            doc.para(f"No other model shares a retrieval or probe cell with {baseline}.")
-        for model, lines in per_model.items():
-            doc.heading(3, f"{model} vs {baseline}")
-            doc.items(lines)
+        return
+    per_model = findings(records, baseline)
+    if not per_model:
+        doc.para(f"No other model shares a retrieval or probe cell with {baseline}.")
+    for model, lines in per_model.items():
+        doc.heading(3, f"{model} vs {baseline}")
+        doc.items(lines)
 
-    for task in tasks_in(records):
-        doc.heading(2, _TASK_TITLES.get(task, task.capitalize()))
-        for table in tables[task]:
-            doc.tables([table])
-            group = [r for r in ok if cell_key(r)[1:] == (table.dataset, table.split, task)]
-            where = f"{table.dataset}/{table.split}"
-            if task == "retrieval" and group:
-                path = figs.draw(
-                    f"recall_{table.dataset}_{table.split}",
-                    f"recall@K on {where}",
-                    lambda p, g=group, w=where: plots.recall_at_k(g, p, f"recall@K — {w}"),
-                )
-                if path:
-                    doc.figure(path, f"Recall@K per model on {where} (95% intervals).")
-            elif task == "probe" and group:
-                path = figs.draw(
-                    f"probes_{table.dataset}_{table.split}",
-                    f"probe accuracy on {where}",
-                    lambda p, g=group, w=where: plots.probe_accuracy(g, p, f"probes — {w}"),
-                )
-                if path:
-                    doc.figure(path, f"Probe accuracy per category on {where}; dashed: chance.")
-        if task == "retrieval":
-            _video_transfer_figure(doc, figs, ok)
-        if task == "proofread":
-            _proofread_figures(doc, figs, ok, results_dir)
 
-    _training_figures(doc, figs, records, results_dir)
+def _task_section(
+    doc: _Doc, figs: _Figures, task: str, tables: list[Table], ok: list, results_dir: Path
+) -> None:
+    """A task's heading, then each of its tables with the figure of that table's cell."""
+    doc.heading(2, TASKS[task].title if task in TASKS else task.capitalize())
+    for table in tables:
+        doc.tables([table])
+        group = [r for r in ok if cell_key(r)[1:] == (table.dataset, table.split, task)]
+        if group:
+            _cell_figure(doc, figs, task, table, group)
+    if task == "retrieval":
+        _video_transfer_figure(doc, figs, ok)
+    if task == "proofread":
+        _proofread_figures(doc, figs, ok, results_dir)
 
+
+def _cell_figure(doc: _Doc, figs: _Figures, task: str, table: Table, group: list) -> None:
+    where = f"{table.dataset}/{table.split}"
+    if task == "retrieval":
+        path = figs.draw(
+            f"recall_{table.dataset}_{table.split}",
+            f"recall@K on {where}",
+            lambda p, g=group, w=where: plots.recall_at_k(g, p, f"recall@K — {w}"),
+        )
+        if path:
+            doc.figure(path, f"Recall@K per model on {where} (95% intervals).")
+    elif task == "probe":
+        path = figs.draw(
+            f"probes_{table.dataset}_{table.split}",
+            f"probe accuracy on {where}",
+            lambda p, g=group, w=where: plots.probe_accuracy(g, p, f"probes — {w}"),
+        )
+        if path:
+            doc.figure(path, f"Probe accuracy per category on {where}; dashed: chance.")
+
+
+def _problems_section(
+    doc: _Doc, figs: _Figures, failed: list, problems: list, results_dir: Path
+) -> None:
+    """Failed cells, skipped files and figures that could not be drawn."""
     doc.heading(2, "Failed cells")
     if failed:
         doc.items([_failed_line(r, results_dir) for r in sorted(failed, key=cell_key)])
@@ -350,12 +376,6 @@ def build_report(
     if figs.failed:
         doc.heading(2, "Figures not drawn")
         doc.items(figs.failed)
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    md_path = out_dir / "report.md"
-    atomic_write_text(md_path, doc.markdown(out_dir))
-    atomic_write_text(out_dir / "report.html", doc.html(title))
-    return md_path
 
 
 def _shown_records(tables: dict[str, list], records: list[dict[str, Any]]) -> list[dict[str, Any]]:

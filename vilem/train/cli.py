@@ -96,7 +96,7 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
         "train-lm",
         help="train the small masked LM that writes ViLEM's negatives",
         description="Train a small random-init BERT masked LM on a dataset's captions and save "
-        "it as a transformers folder (point model.negatives.mlm_path at it).",
+        "it as a transformers folder (point mlm_path at it).",
     )
     q.add_argument("--dataset", default="synthetic")
     q.add_argument("--root", default=None, help="dataset root (default: datasets/<name>)")

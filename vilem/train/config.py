@@ -1,22 +1,23 @@
 """Typed training configuration: YAML recipe + ``key.sub=value`` overrides -> ``TrainConfig``.
 
-Every key is checked: an unknown key or a badly typed value raises ConfigError naming the full
-key path (``optim.lr``) and, for typos, the closest valid key. The ``model`` section is the
-ViLEM model config as a dict; it is validated by ``vilem.model.vilem.config_from_dict``.
+Parsed by the one config parser (``vilem.config``): an unknown key or a badly typed value raises
+ConfigError naming the full key path (``optim.lr``, ``model.temp_init``) and, for typos, the
+closest valid key. ``model`` is the typed ``ViLEMConfig``, parsed and validated once here.
+
+A recipe may start from another: ``base: small-vilem`` (a packaged recipe name or a YAML path,
+relative to the recipe's folder) takes that recipe and lays this file's keys over it, section by
+section.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
-import yaml
-
+from vilem.config import apply_overrides, from_dict, merge, read_yaml, to_dict
 from vilem.errors import ConfigError
+from vilem.model.config import ViLEMConfig
 from vilem.registry import closest
 
 
@@ -51,8 +52,11 @@ class OptimCfg:
 
 @dataclass
 class TrainConfig:
-    model: dict[str, Any] = field(default_factory=dict)  # ViLEMConfig as a dict
+    model: ViLEMConfig = field(default_factory=ViLEMConfig)  # the network
     init_from: str | None = None  # a vilem model folder whose weights start training (fine-tune)
+    mlm_path: str | None = None  # the frozen fill-mask folder that writes ViLEM's negatives
+    proxy_ramp_steps: int = 0  # the ED/EC weight ramps linearly from 0 over these first steps
+    distill_alpha: float = 0.4  # momentum distillation weight at the end of its first-epoch ramp
     data: DataCfg = field(default_factory=DataCfg)
     optim: OptimCfg = field(default_factory=OptimCfg)
     amp: Literal["auto", "bf16", "fp32"] = "auto"  # auto: bf16 on CUDA, fp32 on CPU
@@ -68,103 +72,10 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON/YAML-able dict that ``config_from_mapping`` turns back into this config."""
-        out = dataclasses.asdict(self)
-        out["optim"]["betas"] = list(self.optim.betas)
-        return out
+        return to_dict(self)
 
 
 # --------------------------------------------------------------------------- parsing
-
-
-def _type_name(tp: Any) -> str:
-    origin = typing.get_origin(tp)
-    if origin is Literal:
-        return " | ".join(repr(a) for a in typing.get_args(tp))
-    if origin in (Union, types.UnionType):
-        return " | ".join(_type_name(a) for a in typing.get_args(tp))
-    if tp is type(None):
-        return "null"
-    if origin is not None:
-        return str(tp).replace("typing.", "")
-    return getattr(tp, "__name__", str(tp))
-
-
-def _bad(path: str, value: Any, tp: Any) -> ConfigError:
-    return ConfigError(f"config key {path!r} must be {_type_name(tp)}, got {value!r}")
-
-
-def _coerce(value: Any, tp: Any, path: str) -> Any:
-    """Check ``value`` against the annotation ``tp``; return it converted where lossless."""
-    origin = typing.get_origin(tp)
-    if origin in (Union, types.UnionType):
-        for arg in typing.get_args(tp):
-            try:
-                return _coerce(value, arg, path)
-            except ConfigError:
-                continue
-        raise _bad(path, value, tp)
-    if tp is type(None):
-        if value is None:
-            return None
-        raise _bad(path, value, tp)
-    if origin is Literal:
-        if value in typing.get_args(tp):
-            return value
-        raise _bad(path, value, tp)
-    if dataclasses.is_dataclass(tp):
-        if not isinstance(value, dict):
-            raise ConfigError(f"config key {path!r} must be a mapping, got {value!r}")
-        return _build(tp, value, path + ".")
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        raise _bad(path, value, tp)
-    if tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        raise _bad(path, value, tp)
-    if tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        # YAML 1.1 reads "1e-4" (no dot) as a string; accept numeric strings
-        if isinstance(value, str):
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        raise _bad(path, value, tp)
-    if tp is str:
-        if isinstance(value, str):
-            return value
-        raise _bad(path, value, tp)
-    if origin is tuple:
-        args = typing.get_args(tp)
-        if not isinstance(value, (list, tuple)) or len(value) != len(args):
-            raise _bad(path, value, tp)
-        return tuple(
-            _coerce(v, a, f"{path}[{i}]") for i, (v, a) in enumerate(zip(value, args, strict=True))
-        )
-    if origin is dict:
-        if isinstance(value, dict):
-            return dict(value)
-        raise ConfigError(f"config key {path!r} must be a mapping, got {value!r}")
-    raise TypeError(f"unsupported config annotation {tp!r} at {path}")  # a bug here, not the user
-
-
-def _build(cls: type, raw: dict[str, Any], prefix: str = "") -> Any:
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    kwargs = {}
-    for key, value in raw.items():
-        if key not in names:
-            raise ConfigError(
-                f"unknown config key {prefix + str(key)!r}{closest(str(key), names)}; "
-                f"valid keys under {prefix.rstrip('.') or 'the top level'}: {', '.join(names)}"
-            )
-        kwargs[key] = _coerce(value, hints[key], prefix + key)
-    return cls(**kwargs)
 
 
 def _validate(cfg: TrainConfig) -> None:
@@ -182,67 +93,26 @@ def _validate(cfg: TrainConfig) -> None:
         ("val_every", cfg.val_every, 0),
         ("save_every", cfg.save_every, 0),
         ("num_workers", cfg.num_workers, 0),
+        ("proxy_ramp_steps", cfg.proxy_ramp_steps, 0),
     ]:
         if value is not None and value < low:
             raise ConfigError(f"config key {path!r} must be >= {low}, got {value}")
+    if not 0.0 <= cfg.distill_alpha <= 1.0:
+        raise ConfigError(f"config key 'distill_alpha' must be in [0, 1], got {cfg.distill_alpha}")
     if o.lr <= 0:
         raise ConfigError(f"config key 'optim.lr' must be > 0, got {o.lr}")
     if o.clip_grad is not None and o.clip_grad <= 0:
         raise ConfigError(f"config key 'optim.clip_grad' must be > 0 or null, got {o.clip_grad}")
 
 
-def validate_model_section(model: dict[str, Any]) -> Any:
-    """The ViLEMConfig of the ``model`` dict; errors name keys as ``model.text.hidden``."""
-    from vilem.model.vilem import config_from_dict
-
-    config = config_from_dict(model, path="model")
-    config.validate()
-    return config
-
-
-def config_from_mapping(raw: dict[str, Any], check_model: bool = True) -> TrainConfig:
+def config_from_mapping(raw: dict[str, Any]) -> TrainConfig:
     """A validated TrainConfig from a plain dict (a parsed YAML recipe)."""
     if not isinstance(raw, dict):
         raise ConfigError(f"a training config must be a mapping, got {type(raw).__name__}")
-    cfg = _build(TrainConfig, raw)
+    cfg = from_dict(TrainConfig, raw)
     _validate(cfg)
-    if check_model:
-        validate_model_section(cfg.model)
+    cfg.model.validate()
     return cfg
-
-
-def parse_override(text: str) -> tuple[list[str], Any]:
-    """``"optim.lr=3e-4"`` -> (["optim", "lr"], 0.0003); values are parsed as YAML."""
-    key, sep, value = text.partition("=")
-    key = key.strip()
-    if not sep or not key or any(not part for part in key.split(".")):
-        raise ConfigError(f"override {text!r} is not of the form key.sub=value")
-    try:
-        parsed = yaml.safe_load(value) if value.strip() else None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"override {text!r}: value is not valid YAML ({exc})") from exc
-    return key.split("."), parsed
-
-
-def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Return a copy of ``raw`` with each ``key.sub=value`` set (intermediate maps created)."""
-    import copy
-
-    out = copy.deepcopy(raw)
-    for text in overrides:
-        keys, value = parse_override(text)
-        node = out
-        for i, part in enumerate(keys[:-1]):
-            child = node.get(part)
-            if child is None:
-                child = node[part] = {}
-            elif not isinstance(child, dict):
-                raise ConfigError(
-                    f"override {text!r}: {'.'.join(keys[: i + 1])!r} is a value, not a section"
-                )
-            node = child
-        node[keys[-1]] = value
-    return out
 
 
 RECIPES = Path(__file__).resolve().parent.parent / "configs"  # vilem/configs (package data)
@@ -267,24 +137,26 @@ def resolve_config_path(name_or_path: str) -> Path:
     )
 
 
-def read_yaml(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise ConfigError(f"config file not found: {path}") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
-    if raw is None:
-        return {}
-    if not isinstance(raw, dict):
-        raise ConfigError(f"config file {path} must hold a mapping, got {type(raw).__name__}")
-    return raw
+def read_recipe(name_or_path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A recipe's mapping with its ``base`` chain resolved (the base first, this file over it)."""
+    path = resolve_config_path(str(name_or_path))
+    if path.resolve() in _seen:
+        chain = " -> ".join(str(p) for p in (*_seen, path.resolve()))
+        raise ConfigError(f"config {path}: 'base' recipes form a cycle ({chain})")
+    raw = read_yaml(path)
+    base = raw.pop("base", None)
+    if base is None:
+        return raw
+    if not isinstance(base, str):
+        raise ConfigError(f"config {path}: 'base' must be a recipe name or path, got {base!r}")
+    sibling = path.parent / base
+    parent = read_recipe(sibling if sibling.is_file() else base, (*_seen, path.resolve()))
+    return merge(parent, raw)
 
 
 def load_config(
-    name_or_path: str | Path, overrides: list[str] | tuple[str, ...] = (), check_model: bool = True
+    name_or_path: str | Path, overrides: list[str] | tuple[str, ...] = ()
 ) -> TrainConfig:
     """Load a recipe (file or packaged name), apply overrides, validate everything."""
-    raw = read_yaml(resolve_config_path(str(name_or_path)))
-    return config_from_mapping(apply_overrides(raw, list(overrides)), check_model=check_model)
+    raw = read_recipe(name_or_path)
+    return config_from_mapping(apply_overrides(raw, list(overrides)))

@@ -21,7 +21,9 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from vilem.data.base import Split
 from vilem.data.media import load_image
 from vilem.errors import ConfigError, DataError
-from vilem.models.base import IMAGENET_MEAN, IMAGENET_STD, resize_center_crop
+from vilem.model.config import IMAGENET_MEAN, IMAGENET_STD
+from vilem.model.towers import tokenize
+from vilem.models.base import resize_center_crop
 
 # decoded uint8 images above this size are read from disk each time instead of cached
 MAX_CACHE_BYTES = 2 << 30
@@ -39,6 +41,19 @@ class Preprocess:
     frames: int = 4  # frames per clip (video)
     sampling: str = "random"  # frame sampling in training
     augment: bool = False  # random resized crop, scale [0.7, 1]
+
+    @classmethod
+    def for_training(cls, cfg: Any, model: Any) -> Preprocess:
+        """What a training config asks for, with the model's own pixel normalisation."""
+        mean, std = model.image_mean_std()
+        return cls(
+            image_size=cfg.model.vision.image_size,
+            mean=tuple(mean),
+            std=tuple(std),
+            frames=cfg.data.frames,
+            sampling=cfg.data.sampling,
+            augment=cfg.data.augment,
+        )
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         mean = torch.tensor(self.mean).view(1, 3, 1, 1)
@@ -155,25 +170,19 @@ class EpochBatches(Sampler[list[Index]]):
 
 
 class Collate:
-    """Stacks pixels and tokenizes captions as ``ViLEM.tokenize`` does (padded to the longest,
-    cut at ``max_len``), but on the CPU: it runs in DataLoader workers, which must not touch
-    CUDA."""
+    """Stacks pixels and tokenizes captions with the model's tokenization
+    (``vilem.model.towers.tokenize``), on the CPU: it runs in DataLoader workers, which must not
+    touch CUDA."""
 
     def __init__(self, tokenizer: Callable[..., Any], max_len: int):
         self.tokenizer, self.max_len = tokenizer, max_len
 
     def __call__(self, batch: list[tuple[torch.Tensor, str, int]]) -> dict[str, torch.Tensor]:
-        enc = self.tokenizer(
-            [b[1] for b in batch],
-            padding="longest",
-            truncation=True,
-            max_length=self.max_len,
-            return_tensors="pt",
-        )
+        ids, mask = tokenize(self.tokenizer, [b[1] for b in batch], self.max_len)
         return {
             "pixels": torch.stack([b[0] for b in batch]),
-            "input_ids": enc["input_ids"],
-            "attention_mask": enc["attention_mask"],
+            "input_ids": ids,
+            "attention_mask": mask,
             "item_ids": torch.tensor([b[2] for b in batch], dtype=torch.long),
         }
 

@@ -9,7 +9,6 @@ pipeline load.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import shutil
@@ -21,7 +20,8 @@ import torch
 import torch.nn.functional as F
 
 from vilem.errors import ConfigError, DataError
-from vilem.train.loop import adamw
+from vilem.io import atomic_write_json
+from vilem.train.optim import adamw
 
 
 def default_tokenizer_path() -> Path:
@@ -124,9 +124,6 @@ def train_lm(
     renamed into place, so an interrupted run never leaves a half-written model. Returns
     ``out_dir``.
     """
-    from tqdm import tqdm
-    from transformers import AutoTokenizer, BertConfig, BertForMaskedLM
-
     texts = sorted({t.strip() for t in corpus if t and t.strip()})
     if not texts:
         raise DataError("train-lm: the caption corpus is empty")
@@ -134,77 +131,17 @@ def train_lm(
         raise ConfigError(f"train-lm: hidden ({hidden}) must be divisible by heads ({heads})")
     if steps < 1 or batch_size < 1 or lr <= 0:
         raise ConfigError("train-lm: steps and batch_size must be >= 1 and lr > 0")
-    tok_path = Path(tokenizer_path) if tokenizer_path is not None else default_tokenizer_path()
-    if not tok_path.is_dir():
-        raise ConfigError(f"train-lm: tokenizer folder not found: {tok_path}")
-    tokenizer = AutoTokenizer.from_pretrained(str(tok_path), local_files_only=True)
-
-    torch.manual_seed(seed)
-    config = BertConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=hidden,
-        num_hidden_layers=layers,
-        num_attention_heads=heads,
-        intermediate_size=4 * hidden,
-        max_position_embeddings=max(64, max_len),
-        pad_token_id=tokenizer.pad_token_id,
-        tie_word_embeddings=True,
-    )
-    model = BertForMaskedLM(config)
-    model.train()
-    optimizer = adamw(model.parameters(), lr=lr, weight_decay=0.01)
-    warmup = max(1, steps // 10)
-    gen = torch.Generator().manual_seed(seed)
-    rng = np.random.default_rng(seed)
+    tokenizer = _load_tokenizer(tokenizer_path)
+    model = _new_model(tokenizer, hidden, layers, heads, max_len, seed)
     ids_all = tokenizer(texts, truncation=True, max_length=max_len)["input_ids"]
-    special_ids = torch.tensor(tokenizer.all_special_ids)
-    val_rows: list[list[int]] = []
-    if val_corpus:
-        # held out = captions the LM never trains on (a val caption may repeat a train one)
-        seen = set(texts)
-        val_texts = sorted({t.strip() for t in val_corpus if t and t.strip()} - seen)
-        if val_texts:
-            val_rows = tokenizer(val_texts, truncation=True, max_length=max_len)["input_ids"]
+    val_rows = _heldout_rows(tokenizer, texts, val_corpus, max_len)
     eval_at = set()
     if val_rows and eval_points > 0:
         eval_at = {round(steps * (i + 1) / eval_points) for i in range(eval_points)}
-
-    losses: list[float] = []
-    val_curve: list[list[float]] = []
     t0 = time.perf_counter()
-    for step in tqdm(range(steps), desc="train-lm", disable=quiet):
-        rows = [ids_all[i] for i in rng.integers(len(texts), size=batch_size)]
-        input_ids, attention = _pad(rows, tokenizer.pad_token_id)
-        scale = min(1.0, (step + 1) / warmup)
-        if step >= warmup:
-            scale = 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))
-        for group in optimizer.param_groups:
-            group["lr"] = lr * scale
-        loss = _masked_loss(model, input_ids, attention, special_ids, tokenizer, gen)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        losses.append(loss.item())
-        if step + 1 in eval_at:
-            val_curve.append([step + 1, round(heldout_loss(model, val_rows, tokenizer, seed), 4)])
-
-    out = Path(out_dir)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.eval()
-    from transformers.utils import logging as hf_logging
-
-    bars = hf_logging.is_progress_bar_enabled()
-    if quiet:
-        hf_logging.disable_progress_bar()
-    try:
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-    finally:
-        if bars:
-            hf_logging.enable_progress_bar()
+    losses, val_curve = _fit(
+        model, tokenizer, ids_all, val_rows, eval_at, steps, batch_size, lr, seed, quiet
+    )
     tail = losses[-max(1, len(losses) // 10) :]
     info = {
         "corpus_texts": len(texts),
@@ -220,9 +157,114 @@ def train_lm(
         "heldout_captions": len(val_rows),
         "val_curve": val_curve,
         "final_val_loss": val_curve[-1][1] if val_curve else None,
-        "seconds": round(time.perf_counter() - t0, 2),
     }
-    (tmp / "vilem_lm.json").write_text(json.dumps(info, indent=2) + "\n")
+    return _save(model, tokenizer, Path(out_dir), info, t0, quiet)
+
+
+def _load_tokenizer(tokenizer_path: str | os.PathLike | None):
+    from transformers import AutoTokenizer
+
+    tok_path = Path(tokenizer_path) if tokenizer_path is not None else default_tokenizer_path()
+    if not tok_path.is_dir():
+        raise ConfigError(f"train-lm: tokenizer folder not found: {tok_path}")
+    return AutoTokenizer.from_pretrained(str(tok_path), local_files_only=True)
+
+
+def _new_model(tokenizer, hidden: int, layers: int, heads: int, max_len: int, seed: int):
+    """A random-init BertForMaskedLM (seeded) over the tokenizer's vocabulary, in train mode."""
+    from transformers import BertConfig, BertForMaskedLM
+
+    torch.manual_seed(seed)
+    config = BertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        intermediate_size=4 * hidden,
+        max_position_embeddings=max(64, max_len),
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=True,
+    )
+    model = BertForMaskedLM(config)
+    model.train()
+    return model
+
+
+def _heldout_rows(
+    tokenizer, texts: list[str], val_corpus: list[str] | None, max_len: int
+) -> list[list[int]]:
+    """Token ids of the held-out captions: those the LM never trains on (a val caption may
+    repeat a train one)."""
+    if not val_corpus:
+        return []
+    val_texts = sorted({t.strip() for t in val_corpus if t and t.strip()} - set(texts))
+    if not val_texts:
+        return []
+    return tokenizer(val_texts, truncation=True, max_length=max_len)["input_ids"]
+
+
+def _fit(
+    model,
+    tokenizer,
+    ids_all: list[list[int]],
+    val_rows: list[list[int]],
+    eval_at: set[int],
+    steps: int,
+    batch_size: int,
+    lr: float,
+    seed: int,
+    quiet: bool,
+) -> tuple[list[float], list[list[float]]]:
+    """``steps`` AdamW steps (warm-up + cosine) on random batches; the training losses and the
+    held-out curve ``[step, loss]`` at ``eval_at``."""
+    from tqdm import tqdm
+
+    optimizer = adamw(model.parameters(), lr=lr, weight_decay=0.01)
+    warmup = max(1, steps // 10)
+    gen = torch.Generator().manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    special_ids = torch.tensor(tokenizer.all_special_ids)
+    losses: list[float] = []
+    val_curve: list[list[float]] = []
+    for step in tqdm(range(steps), desc="train-lm", disable=quiet):
+        rows = [ids_all[i] for i in rng.integers(len(ids_all), size=batch_size)]
+        input_ids, attention = _pad(rows, tokenizer.pad_token_id)
+        scale = min(1.0, (step + 1) / warmup)
+        if step >= warmup:
+            scale = 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))
+        for group in optimizer.param_groups:
+            group["lr"] = lr * scale
+        loss = _masked_loss(model, input_ids, attention, special_ids, tokenizer, gen)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        losses.append(loss.item())
+        if step + 1 in eval_at:
+            val_curve.append([step + 1, round(heldout_loss(model, val_rows, tokenizer, seed), 4)])
+    return losses, val_curve
+
+
+def _save(model, tokenizer, out: Path, info: dict, t0: float, quiet: bool) -> Path:
+    """Write the HF folder (model, tokenizer, ``vilem_lm.json``) to a temporary sibling and
+    rename it into place."""
+    from transformers.utils import logging as hf_logging
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.eval()
+    bars = hf_logging.is_progress_bar_enabled()
+    if quiet:
+        hf_logging.disable_progress_bar()
+    try:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+    finally:
+        if bars:
+            hf_logging.enable_progress_bar()
+    info = {**info, "seconds": round(time.perf_counter() - t0, 2)}
+    atomic_write_json(tmp / "vilem_lm.json", info)
     old = out.parent / f".{out.name}.old-{os.getpid()}"
     if out.exists():
         out.rename(old)

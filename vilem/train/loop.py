@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import math
 import os
 import time
 from collections.abc import Iterator
@@ -26,82 +25,19 @@ from tqdm import tqdm
 
 from vilem import dist as D
 from vilem.data import load_split
-from vilem.data.base import Split
 from vilem.errors import ConfigError
-from vilem.io import atomic_write_json
+from vilem.io import atomic_write_json, atomic_write_text
 from vilem.train import state as S
-from vilem.train.config import TrainConfig, validate_model_section
+from vilem.train.config import TrainConfig
 from vilem.train.data import CaptionPairs, Collate, EpochBatches, Preprocess, make_loader
+from vilem.train.editor import check_mlm, make_editor
+from vilem.train.optim import adamw, lr_at, param_groups, proxy_weight_at
+from vilem.train.validate import Validator
 
 LOG_FILE = "log.jsonl"
 MODEL_DIR = "model"
 # config sections that must not change when resuming (the rest, e.g. log_every, may)
 FROZEN_ON_RESUME = ("model", "data", "seed")
-
-
-def lr_at(step: int, base_lr: float, warmup: int, total: int, min_ratio: float = 0.0) -> float:
-    """Learning rate of optimizer step ``step`` (0-based).
-
-    Linear warm-up ``base * (step + 1) / warmup`` for ``step < warmup``, then a cosine from
-    ``base`` down to ``base * min_ratio`` at step ``total`` (reached only after the last step).
-    """
-    if step < warmup:
-        return base_lr * (step + 1) / warmup
-    progress = (step - warmup) / max(1, total - warmup)
-    cosine = 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-    return base_lr * (min_ratio + (1.0 - min_ratio) * cosine)
-
-
-def proxy_weight_at(step: int, weight: float, ramp: int) -> float:
-    """Weight of the ED/EC losses at optimizer step ``step`` (0-based): ``weight`` after a
-    linear ramp ``weight * (step + 1) / (ramp + 1)`` over the first ``ramp`` steps."""
-    return weight * min(1.0, (step + 1) / (ramp + 1))
-
-
-def _is_no_decay(name: str, param: torch.nn.Parameter) -> bool:
-    """Biases, norm weights, the temperature and ViT position/class tokens are not decayed."""
-    leaf = name.rsplit(".", 1)[-1]
-    return (
-        param.ndim <= 1
-        or leaf in ("pos_embed", "cls_token", "reg_token", "temp")
-        or "norm" in name.lower()
-    )
-
-
-def param_groups(model: torch.nn.Module, weight_decay: float, image_lr_mult: float) -> list[dict]:
-    """AdamW groups: {image tower, rest} x {decay, no decay}; ``lr_mult`` scales the base lr."""
-    image_ids: set[int] = set()
-    image_tower = getattr(model, "image_tower", None)
-    if image_tower is not None:
-        image_ids = {id(p) for p in image_tower.parameters()}
-    groups: dict[tuple[bool, bool], list[torch.nn.Parameter]] = {}
-    for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue  # momentum encoders follow by EMA
-        key = (id(p) in image_ids, _is_no_decay(name, p))
-        groups.setdefault(key, []).append(p)
-    out = []
-    for (is_image, no_decay), params in sorted(groups.items()):
-        out.append(
-            {
-                "params": params,
-                "weight_decay": 0.0 if no_decay else weight_decay,
-                "lr_mult": image_lr_mult if is_image else 1.0,
-                "name": f"{'image' if is_image else 'other'}/{'no_decay' if no_decay else 'decay'}",
-            }
-        )
-    return out
-
-
-def adamw(params: Any, **kwargs: Any) -> torch.optim.AdamW:
-    """``torch.optim.AdamW`` with its fused kernel where this torch has one for the parameters'
-    device (CUDA; CPU from torch 2.4), else the default implementation. Same update rule; the
-    fused step is ~4x faster on the small CPU recipes (one pass instead of ~10 ops per tensor)."""
-    params = list(params)
-    try:
-        return torch.optim.AdamW(params, fused=True, **kwargs)
-    except (RuntimeError, TypeError):  # no fused kernel for this device / torch version
-        return torch.optim.AdamW(params, **kwargs)
 
 
 def step_seed(seed: int, step: int, micro: int, rank: int) -> int:
@@ -115,69 +51,6 @@ def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
     if amp == "fp32" or (amp == "auto" and device.type != "cuda"):
         return None
     return torch.bfloat16
-
-
-# --------------------------------------------------------------------------- validation
-
-
-class Validator:
-    """Encodes a validation split with the dual encoder and scores retrieval both ways."""
-
-    def __init__(self, split: Split, prep: Preprocess, batch_size: int):
-        self.split, self.prep, self.batch_size = split, prep, batch_size
-        self._pixels: torch.Tensor | None = None  # cached normalised pixels (small splits)
-
-    def _item_pixels(self, idx: list[int]) -> torch.Tensor:
-        from vilem.data.media import load_image
-        from vilem.models.base import resize_center_crop
-
-        out = []
-        for i in idx:
-            if self.split.modality == "image":
-                frames = np.array(load_image(self.split.item_paths[i]))[None]
-            else:
-                from vilem.data.video import read_frames
-
-                frames = read_frames(self.split.item_paths[i], self.prep.frames, "uniform")
-            x = self.prep.normalize(resize_center_crop(frames, self.prep.image_size))
-            out.append(x[0] if self.split.modality == "image" else x)
-        return torch.stack(out)
-
-    @torch.no_grad()
-    def __call__(self, model: Any, device: torch.device, amp: torch.dtype | None) -> dict:
-        """Retrieval metrics (percent; ``t2i_R@1`` ... ``rsum``) of ``model`` on the split."""
-        from vilem.metrics import retrieval_metrics
-
-        n = len(self.split.items)
-        frames = 1 if self.split.modality == "image" else self.prep.frames
-        small = n * frames * 3 * self.prep.image_size**2 * 4 < 1 << 30  # float32 bytes < 1 GiB
-        if small and self._pixels is None:
-            self._pixels = torch.cat(
-                [
-                    self._item_pixels(list(range(s, min(n, s + self.batch_size))))
-                    for s in range(0, n, self.batch_size)
-                ]
-            )
-        was_training = model.training
-        model.eval()
-        items, texts = [], []
-        with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
-            for s in range(0, n, self.batch_size):
-                if self._pixels is not None:
-                    px = self._pixels[s : s + self.batch_size]
-                else:
-                    px = self._item_pixels(list(range(s, min(n, s + self.batch_size))))
-                px = px.to(device)
-                encode = model.encode_image if px.dim() == 4 else model.encode_video
-                items.append(encode(px).float().cpu())
-            for s in range(0, len(self.split.texts), self.batch_size):
-                ids, mask = model.tokenize(self.split.texts[s : s + self.batch_size])
-                texts.append(model.encode_text(ids.to(device), mask.to(device)).float().cpu())
-        model.train(was_training)
-        metrics = retrieval_metrics(
-            torch.cat(items).numpy(), torch.cat(texts).numpy(), self.split.text_to_item
-        )
-        return {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
 
 
 # --------------------------------------------------------------------------- the loop
@@ -217,20 +90,7 @@ def _trim_log(path: Path, step: int) -> None:
                 kept.append(line)
         except json.JSONDecodeError:
             continue  # a line cut by a kill
-    path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
-
-
-def _check_mlm(model_cfg: Any) -> None:
-    """Say how to get the negatives' masked LM when the recipe points at a missing folder."""
-    neg = model_cfg.negatives
-    itc_only = not (model_cfg.use_ed or model_cfg.use_ec)
-    if itc_only or neg.kind != "mlm" or not neg.mlm_path or Path(neg.mlm_path).is_dir():
-        return
-    raise ConfigError(
-        f"model.negatives.mlm_path {neg.mlm_path!r} does not exist; train the small masked LM "
-        f"for the synthetic captions with `vilem train-lm --dataset synthetic --out "
-        f"{neg.mlm_path}`, or point it at a local fill-mask folder with the text vocabulary"
-    )
+    atomic_write_text(path, "".join(line + "\n" for line in kept))
 
 
 def _report_negatives(model: Any, cfg: TrainConfig, out: Path, quiet: bool) -> None:
@@ -240,7 +100,7 @@ def _report_negatives(model: Any, cfg: TrainConfig, out: Path, quiet: bool) -> N
     if model.config.itc_only or cfg.plausibility_steps < 0:
         return
     report = negatives_report(
-        model.editor, model.tokenizer, model.config.negatives, cfg.data.dataset,
+        model.editor, model.tokenizer, model.config.negatives, cfg.mlm_path, cfg.data.dataset,
         cfg.data.root, detector_steps=cfg.plausibility_steps,
     )  # fmt: skip
     if report is not None:
@@ -329,32 +189,65 @@ def train(
         a summary: steps, epochs, seconds, samples/s, the first and last log records and the
         last validation.
     """
-    model_cfg = validate_model_section(cfg.model)
     info = D.init_distributed(cfg.device)
     prev_deterministic = torch.are_deterministic_algorithms_enabled()
     if info.device.type == "cpu":
         torch.use_deterministic_algorithms(True, warn_only=True)
     try:
-        return _train(cfg, model_cfg, info, Path(out_dir), resume, quiet, max_steps)
+        run = _setup(cfg, info, Path(out_dir), resume, quiet, max_steps)
+        log = _Log()
+        run_start, start_step = time.perf_counter(), run.step
+        _loop(run, log, quiet)
+        return _finish(run, log, run_start, start_step)
     finally:
         torch.use_deterministic_algorithms(prev_deterministic)
 
 
-def _train(
-    cfg: TrainConfig,
-    model_cfg: Any,
-    info: D.DistInfo,
-    out: Path,
-    resume: bool,
-    quiet: bool,
-    max_steps: int | None,
-) -> dict[str, Any]:
-    from vilem.model.checkpoint import WEIGHTS_FILE, save_model
-    from vilem.model.vilem import ViLEM
+@dataclasses.dataclass
+class _Run:
+    """What the steps of one training run share: the setup, and the optimizer step reached."""
 
-    device, amp = info.device, resolve_amp(cfg.amp, info.device)
+    cfg: TrainConfig
+    info: D.DistInfo
+    out: Path
+    amp: torch.dtype | None
+    model: Any  # the raw ViLEM module (``ddp_model`` wraps it under DDP)
+    ddp_model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    stream: Iterator[tuple[int, dict[str, torch.Tensor]]]
+    validator: Validator | None
+    accum: int
+    per_epoch: int
+    total: int
+    step: int
+    stop_at: int
 
-    # -- where to start: a fresh run, or the last good checkpoint
+    @property
+    def device(self) -> torch.device:
+        return self.info.device
+
+
+@dataclasses.dataclass
+class _Log:
+    """The logging window (loss parts, samples and seconds since the last record) and the
+    records the summary reports."""
+
+    window: dict[str, list[torch.Tensor]] = dataclasses.field(default_factory=dict)
+    samples: int = 0
+    seconds: float = 0.0  # throughput counts training steps only
+    train_time: float = 0.0
+    first: dict[str, Any] = dataclasses.field(default_factory=dict)
+    last: dict[str, Any] = dataclasses.field(default_factory=dict)
+    val: dict[str, float] = dataclasses.field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- setup
+
+
+def _start_point(
+    cfg: TrainConfig, info: D.DistInfo, out: Path, resume: bool
+) -> tuple[Path | None, dict[str, Any] | None, dict[str, torch.Tensor]]:
+    """Where to start: a fresh run, or the last good checkpoint (its folder, meta, tensors)."""
     if info.is_main:
         out.mkdir(parents=True, exist_ok=True)
         S.recover_checkpoint(out)
@@ -368,204 +261,286 @@ def _train(
     meta, tensors = S.read_checkpoint(ckpt) if ckpt is not None else (None, {})
     if meta is not None:
         _check_resume_config(meta["config"], cfg)
+    return ckpt, meta, tensors
 
-    _check_mlm(model_cfg)
 
-    # -- model: the same initial weights on every rank (DDP also broadcasts rank 0's)
+def _build_model(
+    cfg: TrainConfig,
+    info: D.DistInfo,
+    out: Path,
+    ckpt: Path | None,
+    quiet: bool,
+) -> Any:
+    """The model: the same initial weights on every rank (DDP also broadcasts rank 0's)."""
+    from vilem.model.checkpoint import WEIGHTS_FILE
+    from vilem.model.vilem import ViLEM
+
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed % 2**32)
-    model = ViLEM(model_cfg, load_pretrained=meta is None).to(device)
-    if meta is not None:
+    model = ViLEM(cfg.model, load_pretrained=ckpt is None)
+    model.editor = make_editor(cfg, model.tokenizer)  # where ViLEM built it: the same RNG order
+    model = model.to(info.device)
+    if ckpt is not None:
         model.load_state_dict(load_file(str(ckpt / WEIGHTS_FILE)), strict=True)
     elif cfg.init_from:
         _init_from(model, Path(cfg.init_from), quiet or not info.is_main)
     if info.rank:  # dropout masks must differ across ranks
         torch.manual_seed(cfg.seed + 7919 * info.rank)
-    if info.is_main and meta is None:
+    if info.is_main and ckpt is None:
         _report_negatives(model, cfg, out, quiet)
     model.train()
+    return model
 
-    # -- data
+
+def _build_data(
+    cfg: TrainConfig, model: Any, info: D.DistInfo
+) -> tuple[CaptionPairs, EpochBatches, Validator | None]:
+    """The training pairs, this rank's batches and the validator (None without a val split)."""
     split = load_split(cfg.data.dataset, cfg.data.split, cfg.data.root)
-    mean, std = model.image_mean_std()
-    prep = Preprocess(
-        image_size=model_cfg.vision.image_size,
-        mean=tuple(mean),
-        std=tuple(std),
-        frames=cfg.data.frames,
-        sampling=cfg.data.sampling,
-        augment=cfg.data.augment,
-    )
+    prep = Preprocess.for_training(cfg, model)
     dataset = CaptionPairs(split, prep, cfg.seed, cfg.data.cache_images)
     batches = EpochBatches(split, cfg.optim.batch_size, cfg.seed, info.rank, info.world_size)
-    accum, per_epoch = cfg.optim.grad_accum, batches.batches_per_epoch()
-    total = cfg.optim.steps or max(1, cfg.optim.epochs * per_epoch // accum)
     validator = None
-    if cfg.data.val_split:  # loaded on every rank so a bad split fails everywhere, not hangs
+    if cfg.data.val_split:  # on every rank: the engine shards the encoding over them
         val = load_split(cfg.data.dataset, cfg.data.val_split, cfg.data.root)
         if cfg.data.val_max_items is not None and cfg.data.val_max_items < len(val.items):
             val = val.subset(list(range(cfg.data.val_max_items)))
-        if info.is_main:
-            validator = Validator(val, dataclasses.replace(prep, augment=False), 64)
+        validator = Validator(val, frames=prep.frames)
+    return dataset, batches, validator
 
-    # -- optimizer, and the training state of a resumed run
+
+def _build_optimizer(
+    cfg: TrainConfig,
+    model: Any,
+    info: D.DistInfo,
+    out: Path,
+    meta: dict[str, Any] | None,
+    tensors: dict[str, torch.Tensor],
+) -> tuple[torch.optim.AdamW, int]:
+    """The optimizer, and the step reached; a resumed run restores its state and RNGs."""
     optimizer = adamw(
         param_groups(model, cfg.optim.weight_decay, cfg.optim.image_lr_mult),
         lr=cfg.optim.lr,
         betas=cfg.optim.betas,
         eps=cfg.optim.eps,
     )
-    step = 0
-    if meta is not None:
-        optimizer.load_state_dict(S.unflatten_optimizer(tensors, meta["optimizer"]))
-        step = int(meta["step"])
-        own = S.rng_states_for_rank(tensors, info.rank)
-        if own and meta.get("world_size") == info.world_size:
-            S.set_rng_state_tensors(own, device)
-        elif info.is_main:
-            print(
-                f"note: the checkpoint was written by {meta.get('world_size')} processes, this "
-                f"run has {info.world_size}: RNG states are reseeded and the data order differs"
-            )
-        if info.is_main:
-            _trim_log(out / LOG_FILE, step)
+    if meta is None:
+        return optimizer, 0
+    optimizer.load_state_dict(S.unflatten_optimizer(tensors, meta["optimizer"]))
+    step = int(meta["step"])
+    own = S.rng_states_for_rank(tensors, info.rank)
+    if own and meta.get("world_size") == info.world_size:
+        S.set_rng_state_tensors(own, info.device)
+    elif info.is_main:
+        print(
+            f"note: the checkpoint was written by {meta.get('world_size')} processes, this "
+            f"run has {info.world_size}: RNG states are reseeded and the data order differs"
+        )
+    if info.is_main:
+        _trim_log(out / LOG_FILE, step)
+    return optimizer, step
+
+
+def _setup(
+    cfg: TrainConfig,
+    info: D.DistInfo,
+    out: Path,
+    resume: bool,
+    quiet: bool,
+    max_steps: int | None,
+) -> _Run:
+    """Checkpoint, model, data, optimizer and resumed state, in the order that fixes the RNG."""
+    ckpt, meta, tensors = _start_point(cfg, info, out, resume)
+    check_mlm(cfg)
+    model = _build_model(cfg, info, out, ckpt, quiet)
+    dataset, batches, validator = _build_data(cfg, model, info)
+    accum, per_epoch = cfg.optim.grad_accum, batches.batches_per_epoch()
+    total = cfg.optim.steps or max(1, cfg.optim.epochs * per_epoch // accum)
+    optimizer, step = _build_optimizer(cfg, model, info, out, meta, tensors)
     ddp_model = D.wrap_ddp(model, info)
-    collate = Collate(model.tokenizer, model_cfg.text.max_len)
+    collate = Collate(model.tokenizer, cfg.model.text.max_len)
     loader = make_loader(dataset, batches, collate, cfg.num_workers)
-    stream = _micro_batches(loader, batches, step * accum)
-    stop_at = total if max_steps is None else min(total, step + max_steps)
-
-    def save() -> None:
-        rng = S.gather_rng_states(device)  # a collective: every rank takes part
-        if info.is_main:
-            state = {
-                "step": step,
-                "epoch": step * accum // per_epoch,
-                "total_steps": total,
-                "data_position": {"micro_batch": step * accum, "per_epoch": per_epoch},
-                "sched": {
-                    "kind": "warmup_cosine",
-                    "base_lr": cfg.optim.lr,
-                    "warmup_steps": cfg.optim.warmup_steps,
-                    "min_lr_ratio": cfg.optim.min_lr_ratio,
-                },
-                "config": cfg.to_dict(),
-            }
-            S.write_checkpoint(out, model, optimizer, rng, state)
-        D.barrier()
-
-    # -- the loop
-    bar = tqdm(
-        total=total, initial=step, desc="train", disable=quiet or not info.is_main, ncols=100
+    return _Run(
+        cfg=cfg,
+        info=info,
+        out=out,
+        amp=resolve_amp(cfg.amp, info.device),
+        model=model,
+        ddp_model=ddp_model,
+        optimizer=optimizer,
+        stream=_micro_batches(loader, batches, step * accum),
+        validator=validator,
+        accum=accum,
+        per_epoch=per_epoch,
+        total=total,
+        step=step,
+        stop_at=total if max_steps is None else min(total, step + max_steps),
     )
-    window: dict[str, list[torch.Tensor]] = {}
-    window_samples, window_time = 0, 0.0  # throughput counts training steps only
-    train_time = 0.0
-    run_start, start_step = time.perf_counter(), step
-    first_log: dict[str, Any] = {}
-    last_log: dict[str, Any] = {}
-    last_val: dict[str, float] = {}
-    log_file = open(out / LOG_FILE, "a", encoding="utf-8") if info.is_main else None  # noqa: SIM115
-    try:
-        while step < stop_at:
-            step_start = time.perf_counter()
-            lr = lr_at(step, cfg.optim.lr, cfg.optim.warmup_steps, total, cfg.optim.min_lr_ratio)
-            for group in optimizer.param_groups:
-                group["lr"] = lr * group["lr_mult"]
-            # momentum distillation ramps up over the first epoch, as in ALBEF
-            alpha = model_cfg.distill_alpha * min(1.0, step * accum / per_epoch)
-            proxy_scale = proxy_weight_at(step, model_cfg.proxy_weight, model_cfg.proxy_ramp_steps)
-            micro = [
-                {k: v.to(device, non_blocking=True) for k, v in next(stream)[1].items()}
-                for _ in range(accum)
-            ]
-            seeds = [step_seed(cfg.seed, step, m, info.rank) for m in range(accum)]
-            for parts in _optimizer_step(
-                ddp_model,
-                micro,
-                seeds=seeds,
-                alpha=alpha,
-                proxy_scale=proxy_scale,
-                amp=amp,
-                device=device,
-            ):
-                for k, v in parts.items():
-                    window.setdefault(k, []).append(v)
-            window_samples += sum(b["item_ids"].shape[0] for b in micro) * info.world_size
-            if cfg.optim.clip_grad is not None:
-                norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.clip_grad)
-                window.setdefault("grad_norm", []).append(norm.detach().float())
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            step += 1
-            log_now = step % cfg.log_every == 0 or step == stop_at
-            if log_now and device.type == "cuda":
-                torch.cuda.synchronize(device)  # the queued GPU work belongs to this window
-            window_time += time.perf_counter() - step_start
-            train_time += time.perf_counter() - step_start
-            bar.update(1)
 
+
+# --------------------------------------------------------------------------- steps
+
+
+def _schedule(run: _Run, step: int) -> tuple[float, float, float]:
+    """(learning rate, momentum-distillation alpha, ED/EC loss weight) of optimizer step
+    ``step``."""
+    cfg = run.cfg
+    lr = lr_at(step, cfg.optim.lr, cfg.optim.warmup_steps, run.total, cfg.optim.min_lr_ratio)
+    # momentum distillation ramps up over the first epoch, as in ALBEF
+    alpha = cfg.distill_alpha * min(1.0, step * run.accum / run.per_epoch)
+    proxy_scale = proxy_weight_at(step, cfg.model.proxy_weight, cfg.proxy_ramp_steps)
+    return lr, alpha, proxy_scale
+
+
+def _train_step(run: _Run, log: _Log) -> tuple[float, bool]:
+    """One optimizer step over ``accum`` micro-batches; returns its lr and whether to log."""
+    cfg, device = run.cfg, run.device
+    step_start = time.perf_counter()
+    lr, alpha, proxy_scale = _schedule(run, run.step)
+    for group in run.optimizer.param_groups:
+        group["lr"] = lr * group["lr_mult"]
+    micro = [
+        {k: v.to(device, non_blocking=True) for k, v in next(run.stream)[1].items()}
+        for _ in range(run.accum)
+    ]
+    seeds = [step_seed(cfg.seed, run.step, m, run.info.rank) for m in range(run.accum)]
+    for parts in _optimizer_step(
+        run.ddp_model,
+        micro,
+        seeds=seeds,
+        alpha=alpha,
+        proxy_scale=proxy_scale,
+        amp=run.amp,
+        device=device,
+    ):
+        for k, v in parts.items():
+            log.window.setdefault(k, []).append(v)
+    log.samples += sum(b["item_ids"].shape[0] for b in micro) * run.info.world_size
+    if cfg.optim.clip_grad is not None:
+        norm = torch.nn.utils.clip_grad_norm_(run.model.parameters(), cfg.optim.clip_grad)
+        log.window.setdefault("grad_norm", []).append(norm.detach().float())
+    run.optimizer.step()
+    run.optimizer.zero_grad(set_to_none=True)
+    run.step += 1
+    log_now = run.step % cfg.log_every == 0 or run.step == run.stop_at
+    if log_now and device.type == "cuda":
+        torch.cuda.synchronize(device)  # the queued GPU work belongs to this window
+    log.seconds += time.perf_counter() - step_start
+    log.train_time += time.perf_counter() - step_start
+    return lr, log_now
+
+
+def _window_record(run: _Run, log: _Log, lr: float) -> dict[str, Any]:
+    """The log record of the window that ends now (means over every rank); starts a new one."""
+    device = run.device
+    means = {k: torch.stack(v).mean().item() for k, v in log.window.items()}
+    means = D.all_reduce_mean(means, device)
+    record = {
+        "step": run.step,
+        "epoch": run.step * run.accum / run.per_epoch,
+        **means,
+        "lr": lr,
+        "samples_per_s": log.samples / max(log.seconds, 1e-9),
+    }
+    if device.type == "cuda":
+        record["peak_mem_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
+    log.window, log.samples, log.seconds = {}, 0, 0.0
+    return record
+
+
+def _maybe_validate(run: _Run, log: _Log, record: dict[str, Any]) -> dict[str, Any]:
+    """Validate when due (every rank encodes its shard); rank 0 adds the metrics to
+    ``record``."""
+    cfg, step = run.cfg, run.step
+    due = (cfg.val_every and step % cfg.val_every == 0) or step == run.total
+    if run.validator is None or not due:
+        return record
+    metrics = run.validator(run.model, run.device, run.amp)
+    if not run.info.is_main:
+        return record
+    log.val = metrics
+    return {"step": step, **record, **{f"val/{k}": v for k, v in metrics.items()}}
+
+
+def _save(run: _Run) -> None:
+    """Checkpoint the run at its current step (a collective: every rank takes part)."""
+    cfg, step = run.cfg, run.step
+    rng = S.gather_rng_states(run.device)
+    if run.info.is_main:
+        state = {
+            "step": step,
+            "epoch": step * run.accum // run.per_epoch,
+            "total_steps": run.total,
+            "data_position": {"micro_batch": step * run.accum, "per_epoch": run.per_epoch},
+            "sched": {
+                "kind": "warmup_cosine",
+                "base_lr": cfg.optim.lr,
+                "warmup_steps": cfg.optim.warmup_steps,
+                "min_lr_ratio": cfg.optim.min_lr_ratio,
+            },
+            "config": cfg.to_dict(),
+        }
+        S.write_checkpoint(run.out, run.model, run.optimizer, rng, state)
+    D.barrier()
+
+
+def _loop(run: _Run, log: _Log, quiet: bool) -> None:
+    """Optimizer steps up to ``run.stop_at``: log, validate and checkpoint as configured."""
+    cfg, is_main = run.cfg, run.info.is_main
+    bar = tqdm(
+        total=run.total, initial=run.step, desc="train", disable=quiet or not is_main, ncols=100
+    )
+    log_file = open(run.out / LOG_FILE, "a", encoding="utf-8") if is_main else None  # noqa: SIM115
+    try:
+        while run.step < run.stop_at:
+            lr, log_now = _train_step(run, log)
+            bar.update(1)
             record: dict[str, Any] = {}
             if log_now:
-                means = {k: torch.stack(v).mean().item() for k, v in window.items()}
-                means = D.all_reduce_mean(means, device)
-                record = {
-                    "step": step,
-                    "epoch": step * accum / per_epoch,
-                    **means,
-                    "lr": lr,
-                    "samples_per_s": window_samples / max(window_time, 1e-9),
-                }
-                if device.type == "cuda":
-                    record["peak_mem_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
-                window, window_samples, window_time = {}, 0, 0.0
-                bar.set_postfix(loss=f"{means.get('loss', float('nan')):.3f}")
-            if cfg.data.val_split and (
-                (cfg.val_every and step % cfg.val_every == 0) or step == total
-            ):
-                if validator is not None:
-                    last_val = validator(model, device, amp)
-                    record = {
-                        "step": step,
-                        **record,
-                        **{f"val/{k}": v for k, v in last_val.items()},
-                    }
-                D.barrier()  # the other ranks wait while rank 0 validates
+                record = _window_record(run, log, lr)
+                bar.set_postfix(loss=f"{record.get('loss', float('nan')):.3f}")
+            record = _maybe_validate(run, log, record)
             if record and log_file is not None:
                 log_file.write(json.dumps(record) + "\n")
                 log_file.flush()
-                last_log = record
-                first_log = first_log or (record if "loss" in record else {})
-            if (cfg.save_every and step % cfg.save_every == 0) or step == stop_at:
-                save()
+                log.last = record
+                log.first = log.first or (record if "loss" in record else {})
+            if (cfg.save_every and run.step % cfg.save_every == 0) or run.step == run.stop_at:
+                _save(run)
     finally:
         bar.close()
         if log_file is not None:
             log_file.close()
 
-    if step == total and info.is_main:
+
+def _finish(run: _Run, log: _Log, run_start: float, start_step: int) -> dict[str, Any]:
+    """Write the final model when the schedule is done; the run's summary."""
+    from vilem.model.checkpoint import save_model
+
+    out, step, device, finished = run.out, run.step, run.device, run.step == run.total
+    if finished and run.info.is_main:
         tmp = out / f"{MODEL_DIR}.tmp-{os.getpid()}"
-        save_model(model, tmp)
+        save_model(run.model, tmp)
         S.swap_in(tmp, out / MODEL_DIR)
     D.barrier()
     seconds = time.perf_counter() - run_start
     done = step - start_step
-    train_time = max(train_time, 1e-9)
+    samples = done * run.accum * run.cfg.optim.batch_size * run.info.world_size
     return {
         "out_dir": str(out),
         "steps": step,
-        "total_steps": total,
+        "total_steps": run.total,
         "steps_run": done,
-        "epochs": step * accum / per_epoch,
-        "finished": step == total,
+        "epochs": step * run.accum / run.per_epoch,
+        "finished": finished,
         "seconds": round(seconds, 3),
-        "samples_per_s": done * accum * cfg.optim.batch_size * info.world_size / train_time,
+        "samples_per_s": samples / max(log.train_time, 1e-9),
         "peak_mem_gib": (
             torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
         ),
-        "first_log": first_log,
-        "last_log": last_log,
-        "val": last_val,
+        "first_log": log.first,
+        "last_log": log.last,
+        "val": log.val,
         "checkpoint": str(out / S.CHECKPOINT),
-        "model": str(out / MODEL_DIR) if step == total else None,
+        "model": str(out / MODEL_DIR) if finished else None,
     }

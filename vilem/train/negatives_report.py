@@ -32,6 +32,7 @@ def negatives_report(
     editor: Any,
     tokenizer: Any,
     neg_cfg: Any,
+    mlm_path: str | None,
     dataset: str,
     root: str | None,
     detector_steps: int = 300,
@@ -48,9 +49,9 @@ def negatives_report(
     config = dataclasses.asdict(neg_cfg)
     ident = [config, detector_steps, dataset, train.revision, val.revision]
     if neg_cfg.kind == "mlm":
-        ident.append(_mlm_stamp(neg_cfg.mlm_path))
+        ident.append(_mlm_stamp(mlm_path))
     key = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
-    cache = Path(neg_cfg.mlm_path) / "plausibility" if neg_cfg.kind == "mlm" else None
+    cache = Path(mlm_path) / "plausibility" if neg_cfg.kind == "mlm" and mlm_path else None
     cached = cache / f"{key}.json" if cache is not None else None
     if cached is not None and cached.is_file():
         return read_json(cached, "negatives report")

@@ -10,7 +10,7 @@ from the text alone. Two figures say which kind an editor makes (FIDELITY-AUDIT.
 - ``text_only_detector_ap``: the AP of a small text-only token classifier trained to find the
   edits; plausible edits leave it near the prior (the share of replaced tokens).
 
-The word classes are derived from the grammar's own constants in ``vilem.data.scenes``.
+The word classes are derived from the grammar's own constants in ``vilem.data.scene_words``.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
-from vilem.data.scenes import (
+from vilem.data.scene_words import (
     COLOURS,
     COUNT_WORDS,
     DIRECTION_WORDS,

@@ -23,6 +23,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from vilem.dist import rank_world
 from vilem.errors import ConfigError
 from vilem.io import atomic_write_json, read_json
 
@@ -143,9 +144,9 @@ def gather_rng_states(device: torch.device) -> list[dict[str, torch.Tensor]]:
     import torch.distributed as dist
 
     own = rng_state_tensors(device)
-    if not (dist.is_available() and dist.is_initialized()):
+    _, world = rank_world()
+    if world == 1:
         return [own]
-    world = dist.get_world_size()
     # NCCL moves CUDA tensors only; the states are fixed-size per kind, so all_gather works
     comm = device if dist.get_backend() == "nccl" else torch.device("cpu")
     gathered: list[dict[str, torch.Tensor]] = [{} for _ in range(world)]

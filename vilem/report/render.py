@@ -1,0 +1,326 @@
+"""Writing built leaderboard tables (``vilem.report.tables``) as Markdown, CSV, LaTeX or HTML.
+
+Cells are honest about what is not a number: a failed run shows ``failed`` (never 0), a model
+without a result for a cell others have shows ``—``. Headers carry the metric's direction (↑/↓),
+best values are bold, intervals are written compactly (``±h`` or ``+a/−b``), and a delta column
+gives the main metric's paired bootstrap 95% interval with a mark when it excludes 0.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+from typing import TYPE_CHECKING, Any
+
+from tabulate import tabulate
+
+from vilem.errors import ConfigError
+from vilem.metrics.info import higher_is_better
+from vilem.registry import closest
+from vilem.report.compare import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, Delta
+
+if TYPE_CHECKING:
+    from vilem.report.tables import Row, Table
+
+FORMATS = ("md", "csv", "latex", "html")
+MISSING, FAILED = "—", "failed"
+SIG_MARK = "†"
+
+
+def check_format(fmt: str) -> None:
+    """Raise ConfigError (with a did-you-mean) when ``fmt`` is not one of FORMATS."""
+    if fmt not in FORMATS:
+        raise ConfigError(
+            f"unknown format {fmt!r}{closest(fmt, list(FORMATS))}; formats: {FORMATS}"
+        )
+
+
+def _fmt(value: float, digits: int, sign: bool = False) -> str:
+    text = f"{value:+.{digits}f}" if sign else f"{value:.{digits}f}"
+    return text.replace("-", "−") if sign else text
+
+
+def _interval_parts(v: float, lo: float, hi: float, digits: int) -> tuple[str, str, str] | None:
+    """("±", half, "") when symmetric at this precision, ("+/-", up, down) when not, None when
+    the interval does not contain the value (then it is shown as [lo, hi])."""
+    if not lo <= v <= hi:
+        return None
+    up, down = f"{hi - v:.{digits}f}", f"{v - lo:.{digits}f}"
+    return ("±", up, "") if up == down else ("+/-", up, down)
+
+
+def _arrow(metric: str, latex: bool = False) -> str:
+    up = higher_is_better(metric)
+    if latex:
+        return r"$\uparrow$" if up else r"$\downarrow$"
+    return "↑" if up else "↓"
+
+
+def _legend(table: Table) -> list[str]:
+    lines = [
+        "↑ higher is better, ↓ lower is better; best value per column in bold; "
+        "± or +a/−b: 95% bootstrap interval of the metric."
+    ]
+    pooled = any(row.pooled for row in table.rows)
+    if pooled:
+        lines.append(
+            "(n seeds): the mean over n training seeds; its interval resamples seeds, then each "
+            "drawn seed's queries (seeds alone where there are no per-query results)."
+        )
+    for row in table.rows:
+        if row.failed_seeds:
+            lines.append(
+                f"{row.model}: seed(s) {', '.join(map(str, row.failed_seeds))} failed and are "
+                f"left out."
+            )
+    if table.baseline is not None:
+        over = "seeds and queries, pairing seeds" if pooled else "queries"
+        lines.append(
+            f"Δ {table.main}: difference from the baseline {table.baseline}, with a paired "
+            f"bootstrap 95% interval over {over} ({BOOTSTRAP_RESAMPLES} resamples, seed "
+            f"{BOOTSTRAP_SEED}); {SIG_MARK} the interval excludes 0."
+        )
+        base = next(r for r in table.rows if r.model == table.baseline)
+        if base.record is None:
+            lines.append(f"No delta: the baseline {table.baseline} is {base.status} here.")
+        for row in table.rows:
+            if row.delta is not None and row.delta.note:
+                if row.delta.lo is None:
+                    lines.append(f"Interval n/a for {row.model}: {row.delta.note}.")
+                else:
+                    lines.append(f"Δ of {row.model}: {row.delta.note}.")
+    return lines
+
+
+class _Style:
+    """How one output format writes the pieces of a cell."""
+
+    def __init__(self, fmt: str, digits: int):
+        self.fmt, self.digits = fmt, digits
+
+    def text(self, s: str) -> str:
+        if self.fmt == "html":
+            return html.escape(s)
+        if self.fmt == "latex":
+            return _latex_escape(s)
+        return s.replace("|", r"\|")
+
+    def bold(self, s: str) -> str:
+        return {"md": f"**{s}**", "html": f"<strong>{s}</strong>", "latex": rf"\textbf{{{s}}}"}[
+            self.fmt
+        ]
+
+    def value(self, v: float, ci: tuple[float, float] | None, best: bool) -> str:
+        d = self.digits
+        main = self.bold(_fmt(v, d)) if best else _fmt(v, d)
+        if ci is None:
+            return main
+        parts = _interval_parts(v, *ci, d)
+        if self.fmt == "latex":
+            if parts is None:
+                return rf"{main}\,{{\scriptsize[{_fmt(ci[0], d)}, {_fmt(ci[1], d)}]}}"
+            if parts[0] == "±":
+                return rf"{main}\,{{\scriptsize$\pm${parts[1]}}}"
+            return rf"{main}$^{{+{parts[1]}}}_{{-{parts[2]}}}$"
+        if self.fmt == "html":
+            if parts is None:
+                span = f"[{_fmt(ci[0], d)}, {_fmt(ci[1], d)}]"
+            elif parts[0] == "±":
+                span = f"±{parts[1]}"
+            else:
+                span = f"<sup>+{parts[1]}</sup><sub>−{parts[2]}</sub>"
+            return f'{main} <span class="ci">{span}</span>'
+        if parts is None:
+            return f"{main} [{_fmt(ci[0], d)}, {_fmt(ci[1], d)}]"
+        if parts[0] == "±":
+            return f"{main} ±{parts[1]}"
+        return f"{main} +{parts[1]}/−{parts[2]}"
+
+    def status(self, status: str) -> str:
+        if status == "failed":
+            return {"latex": r"\textit{failed}", "html": "<em>failed</em>"}.get(self.fmt, FAILED)
+        return "---" if self.fmt == "latex" else MISSING
+
+    def delta(self, delta: Delta) -> str:
+        d = self.digits
+        if delta.value is None:
+            return self.status("missing")
+        text = _fmt(delta.value, d, sign=True)
+        if delta.lo is None or delta.hi is None:
+            ci = "[n/a]"
+        else:
+            ci = f"[{_fmt(delta.lo, d, sign=True)}, {_fmt(delta.hi, d, sign=True)}]"
+        mark = SIG_MARK if delta.significant else ""
+        if self.fmt == "latex":
+            text, ci = text.replace("−", "-"), ci.replace("−", "-")
+            return rf"{text}\,{{\scriptsize{ci}}}" + (r"$^\dagger$" if mark else "")
+        if self.fmt == "html":
+            return f'{text} <span class="ci">{ci}</span>{mark}'
+        return f"{text} {ci}{mark and ' ' + mark}"
+
+
+def _latex_escape(s: str) -> str:
+    out = []
+    for ch in s:
+        if ch in "&%$#_{}":
+            out.append("\\" + ch)
+        elif ch == "\\":
+            out.append(r"\textbackslash{}")
+        elif ch == "~":
+            out.append(r"\textasciitilde{}")
+        elif ch == "^":
+            out.append(r"\textasciicircum{}")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def _table_cells(table: Table, style: _Style) -> tuple[list[str], list[list[str]]]:
+    latex = style.fmt == "latex"
+    headers = ["model"] + [f"{style.text(m)} {_arrow(m, latex)}" for m in table.columns]
+    if table.baseline is not None:
+        headers.append(
+            f"Δ {style.text(table.main or '')}"
+            if not latex
+            else rf"$\Delta$ {style.text(table.main or '')}"
+        )
+    rows = []
+    for row in table.rows:
+        label = style.text(row.label()) + (" (baseline)" if row.model == table.baseline else "")
+        cells = [label]
+        for m in table.columns:
+            if row.record is None:
+                cells.append(style.status(row.status))
+                continue
+            v = table.value(row, m)
+            if v is None:
+                cells.append(style.status("missing"))
+            else:
+                best = row.model in table.best.get(m, ())
+                cells.append(style.value(v, table.interval(row, m), best))
+        if table.baseline is not None:
+            if row.model == table.baseline and row.record is not None:
+                cells.append("baseline")
+            elif row.record is None:
+                cells.append(style.status(row.status))
+            elif row.delta is None:
+                cells.append(style.status("missing"))
+            else:
+                cells.append(style.delta(row.delta))
+        rows.append(cells)
+    return headers, rows
+
+
+def _render_md(tables: list[Table], digits: int) -> str:
+    style = _Style("md", digits)
+    out = []
+    for table in tables:
+        headers, rows = _table_cells(table, style)
+        body = _tabulate(rows, headers, "github")
+        legend = "\n".join(f"- {line}" for line in _legend(table))
+        out.append(f"### {table.title}\n\n{body}\n\n{legend}\n")
+    return "\n".join(out)
+
+
+def _tabulate(rows: list, headers: list, fmt: str) -> str:
+    """Model names left, numbers right, cells kept exactly as formatted."""
+    return tabulate(
+        rows,
+        headers=headers,
+        tablefmt=fmt,
+        colalign=("left",) + ("right",) * (len(headers) - 1),
+        disable_numparse=True,
+    )
+
+
+def _render_html(tables: list[Table], digits: int) -> str:
+    style = _Style("html", digits)
+    out = []
+    for table in tables:
+        headers, rows = _table_cells(table, style)
+        body = _tabulate(rows, headers, "unsafehtml")
+        legend = "".join(f"<li>{html.escape(line)}</li>" for line in _legend(table))
+        out.append(
+            f'<section class="leaderboard"><h3>{html.escape(table.title)}</h3>\n{body}\n'
+            f'<ul class="legend">{legend}</ul></section>\n'
+        )
+    return "\n".join(out)
+
+
+def _render_latex(tables: list[Table], digits: int) -> str:
+    style = _Style("latex", digits)
+    out = []
+    for table in tables:
+        headers, rows = _table_cells(table, style)
+        body = _tabulate(rows, headers, "latex_raw")
+        # tabulate's three \hline become booktabs rules (needs \usepackage{booktabs})
+        for rule in (r"\toprule", r"\midrule", r"\bottomrule"):
+            body = body.replace(r"\hline", rule, 1)
+        notes = "\n".join(f"% {line}" for line in _legend(table))
+        title = table.title.replace("—", "--")
+        out.append(f"% {title} (requires \\usepackage{{booktabs}})\n{notes}\n{body}\n")
+    return "\n".join(out)
+
+
+def _render_csv(tables: list[Table], digits: int) -> str:
+    """One CSV for all tables: a dataset/split/task/status prefix, then per metric the value
+    (``*`` suffix: best in its table; ``failed``/``—`` when there is no number) and its interval
+    bounds, and with a baseline the delta, its interval and whether it excludes 0."""
+    columns: dict[str, None] = {}
+    deltas: dict[str, None] = {}
+    for t in tables:
+        columns.update(dict.fromkeys(t.columns))
+        if t.baseline is not None and t.main:
+            deltas.setdefault(t.main, None)
+    # a seeds column only when some row pools seeds: single-seed CSVs stay as they were
+    seeds = any(row.pooled for t in tables for row in t.rows)
+    header = ["dataset", "split", "task", "model", "status"] + (["seeds"] if seeds else [])
+    for m in columns:
+        header += [f"{m} {_arrow(m)}", f"{m}_lo", f"{m}_hi"]
+    for m in deltas:
+        header += [f"delta_{m}", f"delta_{m}_lo", f"delta_{m}_hi", f"delta_{m}_significant"]
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(header)
+    for t in tables:
+        for row in t.rows:
+            line = [t.dataset, t.split, t.task, row.model, row.status]
+            if seeds:
+                line.append(len(row.runs) if row.runs else "")
+            for m in columns:
+                if m not in t.columns:
+                    line += ["", "", ""]
+                elif row.record is None:
+                    line += [FAILED if row.status == "failed" else MISSING, "", ""]
+                elif (v := t.value(row, m)) is None:
+                    line += [MISSING, "", ""]
+                else:
+                    ci = t.interval(row, m)
+                    mark = "*" if row.model in t.best.get(m, ()) else ""
+                    bounds = [round(ci[0], 4), round(ci[1], 4)] if ci else ["", ""]
+                    line += [f"{round(v, 4)}{mark}", *bounds]
+            for m in deltas:
+                line += _csv_delta(t, row, m)
+            writer.writerow(line)
+    return buf.getvalue()
+
+
+def _csv_delta(table: Table, row: Row, metric: str) -> list[Any]:
+    if table.main != metric or table.baseline is None:
+        return ["", "", "", ""]
+    if row.model == table.baseline and row.record is not None:
+        return ["baseline", "", "", ""]
+    d = row.delta
+    if d is None or d.value is None:
+        return [FAILED if row.status == "failed" else MISSING, "", "", ""]
+    if d.lo is None:
+        return [round(d.value, 4), "", "", "n/a"]
+    return [round(d.value, 4), round(d.lo, 4), round(d.hi, 4), "yes" if d.significant else "no"]
+
+
+def render(tables: list[Table], fmt: str = "md", digits: int = 1) -> str:
+    """Write built tables in one of FORMATS."""
+    check_format(fmt)
+    renderers = {"md": _render_md, "csv": _render_csv, "latex": _render_latex, "html": _render_html}
+    return renderers[fmt](tables, digits)
