@@ -189,3 +189,20 @@ def test_itc_only_checkpoint_evaluates_but_cannot_proofread(tmp_path):
     assert retrieval.encode_texts(CAPTIONS).shape == (2, 32)
     with pytest.raises(ConfigError, match="ITC-only"):
         retrieval.proofread(CAPTIONS, torch.zeros(2, 3, 32, 32))
+
+
+def test_a_checkpoint_from_before_the_schedule_moved_to_training_still_loads(saved, tmp_path):
+    # vilem <= 0.1 wrote the MLM folder and the ED/EC schedule into the model config
+    model, folder = saved
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "model.safetensors").write_bytes((folder / "model.safetensors").read_bytes())
+    meta = json.loads((folder / "config.json").read_text())
+    meta["model"].update(proxy_ramp_steps=1200, distill_alpha=0.4)
+    meta["model"]["negatives"]["mlm_path"] = "runs/mlm-synthetic"
+    (old / "config.json").write_text(json.dumps(meta))
+    assert load_model(old).config == model.config
+    meta["model"]["negatives"]["mlm_paht"] = "x"  # anything else unknown is still refused
+    (old / "config.json").write_text(json.dumps(meta))
+    with pytest.raises(ConfigError, match="mlm_paht"):
+        load_model(old)
