@@ -97,15 +97,16 @@ def _flickr_root(tmp_path: Path) -> Path:
     return root
 
 
-def test_corrupt_media_stops_with_a_list_then_skip_bad_media_records_it(tmp_path, capsys):
+def test_corrupt_media_stops_with_one_line_then_skip_bad_media_records_it(tmp_path, capsys):
     root = _flickr_root(tmp_path)
     base = ["eval", "--model", "random", "--dataset", "flickr30k", "--root", root, "--quiet",
             "--workers", "0", "--no-cache"]  # fmt: skip
     code, _, err = run(capsys, *base)
     assert code == 2
     assert err.startswith("vilem: error: 2 of 4 images in flickr30k/test")
-    assert "1002.jpg" in err and "1003.jpg" in err and "--skip-bad-media" in err
-    assert "Traceback" not in err
+    # one line: the count, the first bad file and the flag to pass
+    assert "the first: image" in err and "1002.jpg" in err and "--skip-bad-media" in err
+    assert err.count("\n") == 1 and "Traceback" not in err
     code, _, _ = run(capsys, *base, "--skip-bad-media", "--out", tmp_path / "r.json")
     assert code == 0
     result = json.loads((tmp_path / "r.json").read_text())
@@ -153,3 +154,137 @@ def test_listing_commands(capsys):
     assert code == 0 and all(n in out for n in ("synthetic", "coco", "flickr30k", "msrvtt"))
     code, out, _ = run(capsys, "models")
     assert code == 0 and all(n in out for n in ("random", "hf-clip", "vilem"))
+
+
+def test_a_truncated_jpeg_is_skipped_before_encoding_even_with_workers(tmp_path, capsys):
+    root = _flickr_root(tmp_path)
+    good = (root / "flickr30k-images" / "1001.jpg").read_bytes()
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    noise = np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(buf, format="JPEG")
+    (root / "flickr30k-images" / "1001.jpg").write_bytes(buf.getvalue()[:400])
+    assert good != (root / "flickr30k-images" / "1001.jpg").read_bytes()
+    code, _, err = run(
+        capsys, "eval", "--model", "random", "--dataset", "flickr30k", "--root", root, "--quiet",
+        "--workers", "1", "--no-cache", "--skip-bad-media", "--out", tmp_path / "r.json",
+    )  # fmt: skip
+    assert code == 0, err
+    skipped = json.loads((tmp_path / "r.json").read_text())["dataset"]["skipped_ids"]
+    assert skipped == ["1001", "1002", "1003"]
+
+
+def test_every_item_skipped_is_one_clear_line(tmp_path, capsys):
+    root = _flickr_root(tmp_path)
+    for name in ("1000.jpg", "1001.jpg"):
+        (root / "flickr30k-images" / name).write_bytes(b"junk")
+    code, _, err = run(
+        capsys, "eval", "--model", "random", "--dataset", "flickr30k", "--root", root, "--quiet",
+        "--workers", "0", "--no-cache", "--skip-bad-media",
+    )  # fmt: skip
+    assert code == 2 and err.count("\n") == 1
+    assert err.startswith("vilem: error: all 4 images of flickr30k/test were skipped")
+
+
+def test_save_embeddings_needs_the_retrieval_task(synthetic_root, tmp_path, capsys):
+    code, _, err = run(
+        capsys, "eval", "--model", "random", "--dataset", "synthetic", "--root", synthetic_root,
+        "--task", "probe", "--save-embeddings", tmp_path / "emb", "--quiet", "--workers", "0",
+    )  # fmt: skip
+    assert code == 2 and err.count("\n") == 1
+    assert "--save-embeddings needs --task retrieval" in err
+    assert not (tmp_path / "emb").exists()
+
+
+EVAL = ["eval", "--model", "random", "--dataset", "synthetic"]
+
+
+@pytest.mark.parametrize(
+    ("command", "flag", "value", "words"),
+    [
+        (EVAL, "--frames", "0", "positive"),
+        (EVAL, "--frames", "-3", "positive"),
+        (EVAL, "--batch-size", "0", "positive"),
+        (EVAL, "--workers", "-1", "non-negative"),
+        (EVAL, "--bootstrap", "-1", "non-negative"),
+        (EVAL, "--seed", "-1", "non-negative"),
+        (EVAL, "--frames", "two", "positive"),
+        (["data", "synthetic"], "--seed", "-2", "non-negative"),
+        (["train", "--config", "small-itc"], "--max-steps", "0", "positive"),
+        (["train-lm", "--out", "x"], "--steps", "0", "positive"),
+        (["train-lm", "--out", "x"], "--batch-size", "-8", "positive"),
+        (["train-lm", "--out", "x"], "--heads", "0", "positive"),
+        (["train-lm", "--out", "x"], "--lr", "-1e-3", "positive"),
+        (["train-lm", "--out", "x"], "--lr", "nan", "positive"),
+    ],
+)  # fmt: skip
+def test_out_of_range_numbers_are_argparse_errors(capsys, command, flag, value, words):
+    with pytest.raises(SystemExit) as exc:
+        main([*command, f"{flag}={value}"])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and "Traceback" not in err
+    assert f"error: argument {flag}: must be a {words} " in err and repr(value) in err
+    assert err.strip().splitlines()[-1].startswith("vilem ")  # argparse's usage + one line
+
+
+def _preflight_cases(tmp_path: Path, synthetic_root: Path) -> list[tuple[list, str]]:
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    (tmp_path / "a-dir").mkdir()
+    (tmp_path / "results" / "m").mkdir(parents=True)
+    ev = ["eval", "--model", "random", "--dataset", "synthetic", "--root", synthetic_root,
+          "--quiet", "--workers", "0"]  # fmt: skip
+    return [
+        ([*ev, "--out", tmp_path / "a-dir"], "--out {}/a-dir is a folder; give a file path"),
+        ([*ev, "--out", a_file / "r.json"], "--out {}/a-file/r.json: {}/a-file is a file"),
+        ([*ev, "--save-embeddings", a_file], "--save-embeddings {}/a-file is a file, not a"),
+        ([*ev, "--cache-dir", a_file / "c"], "--cache-dir {}/a-file/c: {}/a-file is a file"),
+        (["train", "--config", "small-itc", "--out", a_file], "--out {}/a-file is a file"),
+        (["train-lm", "--out", a_file / "lm"], "--out {}/a-file/lm: {}/a-file is a file"),
+        (["bench", "--quick", "--out", a_file], "--out {}/a-file is a file"),
+        (["bench", "--quick", "--out", tmp_path / "b", "--report", a_file], "--report {}/a-file"),
+        (["report", tmp_path / "results", "--out", a_file], "--out {}/a-file is a file"),
+        (["leaderboard", tmp_path / "results", "--out", tmp_path / "a-dir"], "is a folder"),
+        (
+            [
+                "compare",
+                tmp_path / "results",
+                "--model",
+                "m",
+                "--baseline",
+                "b",
+                "--out",
+                a_file / "c.json",
+            ],
+            "--out {}/a-file/c.json: {}/a-file is a file",
+        ),  # fmt: skip
+    ]
+
+
+def test_unwritable_outputs_are_refused_before_any_work(synthetic_root, tmp_path, capsys):
+    import vilem.bench.runner
+    import vilem.data
+    import vilem.report.report
+    import vilem.train.lm
+    import vilem.train.loop
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("the work started before the output check")
+
+    patch = pytest.MonkeyPatch()
+    for module, name in [(vilem.data, "load_split"), (vilem.train.loop, "train"),
+                         (vilem.train.lm, "train_lm"), (vilem.bench.runner.Runner, "run"),
+                         (vilem.report.report, "build_report")]:  # fmt: skip
+        patch.setattr(module, name, no_work)
+    try:
+        for argv, message in _preflight_cases(tmp_path, synthetic_root):
+            code, _, err = run(capsys, *argv)
+            assert code == 2, (argv, err)
+            assert message.format(tmp_path, tmp_path) in err, err
+            assert err.count("\n") == 1 and "Traceback" not in err
+    finally:
+        patch.undo()
+    assert (tmp_path / "a-file").read_text() == "x" and not (tmp_path / "b").exists()

@@ -8,7 +8,8 @@ import os
 import sys
 from pathlib import Path
 
-from vilem.errors import VilemError
+from vilem.config import nonnegative_int, positive_int
+from vilem.errors import VilemError, one_line
 
 
 def _cmd_datasets(args: argparse.Namespace) -> int:
@@ -42,6 +43,11 @@ def _cmd_data(args: argparse.Namespace) -> int:
 
     from vilem.data.synthetic import SyntheticConfig, generate
 
+    root = Path(args.root)
+    if args.force or not (root / "manifest.json").is_file():  # a complete root is only read
+        from vilem.io import check_writable
+
+        check_writable(root, "dir", "--root")
     start = time.perf_counter()
     manifest = generate(Path(args.root), SyntheticConfig(), seed=args.seed, force=args.force)
     took = time.perf_counter() - start
@@ -68,6 +74,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from vilem.models import load_model
     from vilem.results import write_result
 
+    _check_eval_outputs(args)
     opts = EvalOptions(
         batch_size=args.batch_size,
         num_workers=args.workers,
@@ -104,6 +111,26 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         write_result(args.out, result)
         print(f"result written to {args.out}")
     return 0
+
+
+def _check_eval_outputs(args: argparse.Namespace) -> None:
+    """Refuse, before any work, output flags that cannot be honoured or written."""
+    from vilem.errors import ConfigError
+    from vilem.io import check_writable
+
+    if args.save_embeddings is not None and args.task != "retrieval":
+        raise ConfigError(
+            f"--save-embeddings needs --task retrieval (task {args.task!r} saves no embeddings)"
+        )
+    if args.out is not None:
+        check_writable(args.out, "file", "--out")
+    if args.save_embeddings is not None:
+        check_writable(args.save_embeddings, "dir", "--save-embeddings")
+    if not args.no_cache:
+        try:
+            check_writable(resolve_cache_dir(args.cache_dir), "dir", "--cache-dir")
+        except VilemError as exc:
+            raise type(exc)(f"{exc} (or pass --no-cache)") from exc
 
 
 def _options(pairs: list[str]) -> dict[str, object]:
@@ -143,12 +170,14 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, help="write the JSON result here")
     p.add_argument("--save-embeddings", type=Path, metavar="DIR", help="write .npy embeddings")
     p.add_argument("--skip-bad-media", action="store_true", help="skip missing/corrupt media")
-    p.add_argument("--bootstrap", type=int, default=1000, help="resamples for 95%% CIs (0: off)")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--workers", type=int, default=2, help="data-loading processes")
-    p.add_argument("--frames", type=int, default=12, help="frames sampled per video")
+    p.add_argument(
+        "--bootstrap", type=nonnegative_int, default=1000, help="resamples for 95%% CIs (0: off)"
+    )
+    p.add_argument("--batch-size", type=positive_int, default=64)
+    p.add_argument("--workers", type=nonnegative_int, default=2, help="data-loading processes")
+    p.add_argument("--frames", type=positive_int, default=12, help="frames sampled per video")
     p.add_argument("--sampling", default="uniform", choices=("uniform", "headtail", "random"))
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=nonnegative_int, default=0)
     p.add_argument("--device", default="auto", help="auto (cuda when available), cpu, cuda")
     p.add_argument("--cache-dir", help="embedding cache (default: $VILEM_CACHE or ~/.cache/vilem)")
     p.add_argument("--no-cache", action="store_true", help="do not read or write the cache")
@@ -168,7 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--root", default=str(Path(os.environ.get("VILEM_DATA", "datasets")) / "synthetic")
     )
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=nonnegative_int, default=0)
     p.add_argument("--force", action="store_true", help="regenerate even if up to date")
     p.set_defaults(func=_cmd_data)
     _add_eval(sub)
@@ -197,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except VilemError as exc:
-        print(f"vilem: error: {exc}", file=sys.stderr)
+        print(f"vilem: error: {one_line(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("vilem: interrupted", file=sys.stderr)

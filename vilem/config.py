@@ -262,3 +262,32 @@ def read_yaml(path: str | Path, what: str = "config file") -> dict[str, Any]:
     if not isinstance(raw, dict):
         raise ConfigError(f"{what} {path} must hold a mapping, got {type(raw).__name__}")
     return raw
+
+
+# ------------------------------------------------------------------------- command-line numbers
+
+
+def _number_flag(kind: type, minimum: float, strict: bool, words: str):
+    """An argparse ``type=``: ``kind`` with a lower bound; a bad value is argparse's usual
+    one-line usage error (``argument --frames: must be a positive integer, got '0'``)."""
+    import argparse
+    import math
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {words}, got {text!r}") from None
+        low = value <= minimum if strict else value < minimum
+        if low or (kind is float and not math.isfinite(value)):
+            raise argparse.ArgumentTypeError(f"must be {words}, got {text!r}")
+        return value
+
+    parse.__name__ = words.replace(" ", "_")
+    return parse
+
+
+# every integer and float flag of the ``vilem`` commands takes one of these
+positive_int = _number_flag(int, 0, True, "a positive integer")
+nonnegative_int = _number_flag(int, 0, False, "a non-negative integer")
+positive_float = _number_flag(float, 0.0, True, "a positive number")

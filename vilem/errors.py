@@ -13,3 +13,9 @@ class DataError(VilemError):
 
 class ConfigError(VilemError):
     """An unknown or badly typed configuration key, flag or spec entry."""
+
+
+def one_line(text: str) -> str:
+    """``text`` with its lines joined by spaces: an error message is one line (decoders and OS
+    errors sometimes bring their own newlines)."""
+    return " ".join(part.strip() for part in str(text).splitlines() if part.strip())

@@ -9,6 +9,7 @@ from fixtures_real import (
     coco_karpathy,
     coco_lavis,
     flickr_karpathy,
+    flickr_lavis,
     make_coco,
     make_flickr,
     write_json,
@@ -301,3 +302,45 @@ def test_loading_never_opens_images(tmp_path):
     split = load_split("coco", "test", root=tmp_path)
     assert not any(p.exists() for p in split.item_paths)
     assert split.item_paths[0].name == "COCO_val2014_000000391895.jpg"
+
+
+@pytest.mark.parametrize("dataset", ["coco", "flickr30k"])
+def test_a_repeated_image_in_a_lavis_test_file_is_refused(tmp_path, dataset):
+    if dataset == "coco":
+        entries, name = coco_lavis("test"), "coco_karpathy_test.json"
+    else:
+        entries, name = flickr_lavis("test"), "flickr30k_test.json"
+    entries.append({"image": entries[0]["image"], "caption": ["the same image again"]})
+    write_json(tmp_path / name, entries)
+    with pytest.raises(DataError) as exc:
+        load_split(dataset, "test", root=tmp_path)
+    message = str(exc.value)
+    assert name in message and f"entry 2 ({entries[0]['image']})" in message
+    assert f"image {entries[0]['image']!r} repeats entry 0" in message and "\n" not in message
+
+
+def test_a_symlinked_image_leaving_the_root_is_refused_unless_allowed(tmp_path):
+    root = make_coco(tmp_path / "coco", fmt="karpathy")
+    outside = tmp_path / "elsewhere"
+    (root / "val2014").rename(outside)
+    (root / "val2014").symlink_to(outside)
+    with pytest.raises(DataError, match=r"images\[4\].*leads outside the dataset root"):
+        load_split("coco", "test", root=root)
+    split = load_split("coco", "test", root=root, allow_symlinks=True)
+    assert split.item_paths[0] == root.absolute() / "val2014" / COCO_IMAGES[4][1]
+    # one file inside a real folder that links out is caught too
+    (root / "val2014").unlink()
+    outside.rename(root / "val2014")
+    leak = root / "val2014" / COCO_IMAGES[5][1]
+    leak.unlink()
+    leak.symlink_to(tmp_path / "secret.jpg")
+    with pytest.raises(DataError, match=r"COCO_val2014_000000522418\.jpg.*through a symlink"):
+        load_split("coco", "test", root=root)
+    with pytest.raises(ConfigError, match="allow_symlinks must be true or false"):
+        load_split("coco", "test", root=root, allow_symlinks="yes please")
+
+
+def test_a_byte_order_mark_is_accepted(tmp_path):
+    path = write_json(tmp_path / "dataset_coco.json", coco_karpathy())
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    assert load_split("coco", "test", root=tmp_path).texts == TEST_CAPTIONS

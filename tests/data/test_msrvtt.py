@@ -243,3 +243,13 @@ def test_missing_root_points_to_the_readme(tmp_path):
 def test_options_are_rejected(tmp_path):
     with pytest.raises(ConfigError, match="takes no options"):
         load_split("msrvtt", "test", root=tmp_path, annotation="x.csv")
+
+
+def test_a_byte_order_mark_is_accepted_in_every_annotation_file(tmp_path):
+    make_msrvtt(tmp_path)
+    plain = {s: pairs(load_split("msrvtt", s, root=tmp_path)) for s in ("test", "train-9k")}
+    for name in ("MSRVTT_data.json", "MSRVTT_JSFUSION_test.csv", "MSRVTT_train.9k.csv"):
+        path = tmp_path / name
+        path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    for split_name, expected in plain.items():
+        assert pairs(load_split("msrvtt", split_name, root=tmp_path)) == expected

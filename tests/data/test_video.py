@@ -189,3 +189,17 @@ def test_truncated_video_is_a_data_error(tmp_path, clip20):
     path.write_bytes(clip20.read_bytes()[: clip20.stat().st_size // 3])
     with pytest.raises(DataError, match=r"cut\.mp4"):
         read_frames(path)
+
+
+def test_a_broken_video_prints_nothing_natively_and_fails_in_one_line(tmp_path, capfd):
+    path = tmp_path / "broken.mp4"
+    path.write_bytes(np.random.default_rng(1).bytes(4096))
+    with pytest.raises(DataError) as exc:
+        read_frames(path)
+    message = str(exc.value)
+    assert "\n" not in message and "video_reader.cc" not in message
+    assert capfd.readouterr().err == ""  # FFmpeg's and decord's own log lines are swallowed
+    import sys
+
+    print("still here", file=sys.stderr)
+    assert capfd.readouterr().err == "still here\n"  # and stderr is back afterwards

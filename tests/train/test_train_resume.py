@@ -161,3 +161,40 @@ def test_resume_refuses_a_changed_model_and_a_fresh_run_refuses_to_overwrite(
     out = train(config_from_mapping(raw), tmp_path, resume=True, quiet=True)
     assert out["finished"] and out["steps_run"] == 1
     shutil.rmtree(tmp_path / "model")
+
+
+@pytest.mark.parametrize("damage", ["truncated", "missing"])
+def test_resume_from_damaged_weights_is_one_line_naming_the_file(tmp_path, synth_root, damage):
+    raw = tiny_train_dict(synth_root, None, optim={"steps": 2})
+    raw["model"].update(use_ed=False, use_ec=False)
+    train(config_from_mapping(raw), tmp_path, quiet=True, max_steps=1)
+    weights = tmp_path / "checkpoint" / "model.safetensors"
+    if damage == "truncated":
+        weights.write_bytes(weights.read_bytes()[:1000])
+    else:
+        weights.unlink()
+    state_before = (tmp_path / "checkpoint" / S.STATE_JSON).read_text()
+    with pytest.raises(ConfigError) as exc:
+        train(config_from_mapping(raw), tmp_path, resume=True, quiet=True)
+    message = str(exc.value)
+    assert str(weights) in message and "\n" not in message
+    assert ("is truncated" if damage == "truncated" else "has no") in message
+    assert (tmp_path / "checkpoint" / S.STATE_JSON).read_text() == state_before  # untouched
+
+
+def test_the_train_state_goes_through_the_atomic_writer(tmp_path, monkeypatch):
+    written = []
+    real = S.atomic_write_bytes
+    monkeypatch.setattr(S, "atomic_write_bytes", lambda p, d: (written.append(p.name), real(p, d)))
+    model = torch.nn.Linear(2, 2)
+    optimizer = torch.optim.AdamW(model.parameters())
+    model(torch.ones(1, 2)).sum().backward()
+    optimizer.step()
+    from vilem.model import checkpoint
+
+    monkeypatch.setattr(checkpoint, "save_model", lambda m, folder: folder.mkdir(parents=True))
+    rng = [S.rng_state_tensors(torch.device("cpu"))]
+    S.write_checkpoint(tmp_path, model, optimizer, rng, {"step": 1})
+    assert S.STATE_TENSORS in written
+    meta, tensors = S.read_checkpoint(tmp_path / S.CHECKPOINT)
+    assert meta["step"] == 1 and any(k.startswith("optimizer.") for k in tensors)

@@ -8,6 +8,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from vilem.io import check_writable
+
 DEFAULT_SPEC = Path("benchmarks") / "default.yaml"
 
 
@@ -50,6 +52,11 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     from vilem.bench.spec import load_spec
 
     spec = load_spec(args.spec, quick=args.quick, out=str(args.out) if args.out else None)
+    check_writable(
+        spec.out, "dir", "--out" if args.out else f"the results folder (spec {args.spec})"
+    )
+    if args.report:
+        check_writable(args.report, "dir", "--report")
     summary = Runner(spec, rerun=args.rerun, quiet=args.quiet, device=args.device).run()
     print(
         f"[bench] {spec.name}: {len(summary.done)} run, {len(summary.skipped)} already done, "
@@ -86,6 +93,8 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     from vilem.registry import closest
     from vilem.report.tables import collect, models_in
 
+    if args.out:
+        check_writable(args.out, "file", "--out")
     records, _ = collect(args.results_dir)
     if not records:
         raise DataError(f"no vilem result files found under {args.results_dir}")

@@ -136,6 +136,8 @@ class DatasetAdapter(ABC):
     modality: ClassVar[Modality]
     splits: ClassVar[tuple[str, ...]]
     description: ClassVar[str] = ""
+    # follow symlinks inside the root that lead out of it (the ``allow_symlinks`` option)
+    allow_symlinks: bool = False
 
     def __init__(self, root: str | os.PathLike | None = None, **options: Any):
         self.root = Path(root) if root is not None else default_root(self.name)

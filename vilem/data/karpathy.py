@@ -42,26 +42,31 @@ class InsideRoot:
     """``resolve_inside`` for many files in few folders: each folder is resolved once.
 
     Resolving every one of COCO's 123k paths costs seconds of syscalls; a plain file name joined
-    to an already checked folder cannot escape it.
+    to an already checked folder escapes it only when the file is itself a symlink, which one
+    ``lstat`` per file shows (then the file is resolved in full).
     """
 
-    def __init__(self, root: Path):
-        self.root = root
+    def __init__(self, root: Path, allow_symlinks: bool = False):
+        self.root, self.allow_symlinks = root, allow_symlinks
         self._folders: dict[str, Path] = {}
 
     def __call__(self, relative: str, what: str) -> Path:
         folder, _, name = relative.rpartition("/")
         if name in ("", ".", ".."):
-            return resolve_inside(self.root, relative, what)
+            return resolve_inside(self.root, relative, what, self.allow_symlinks)
         base = self._folders.get(folder)
         if base is None:
             try:
-                base = resolve_inside(self.root, folder or ".", what)
+                base = resolve_inside(self.root, folder or ".", what, self.allow_symlinks)
             except DataError:
-                resolve_inside(self.root, relative, what)  # the message names the whole path
+                # the message names the whole path
+                resolve_inside(self.root, relative, what, self.allow_symlinks)
                 raise
             self._folders[folder] = base
-        return base / name
+        path = base / name
+        if not self.allow_symlinks and os.path.islink(path):
+            resolve_inside(self.root, relative, what)
+        return path
 
 
 def _stem(relative: str) -> str:
@@ -182,13 +187,13 @@ class _KarpathySplits(DatasetAdapter):
             images = list(self._read_karpathy(data, path, split))
             described = f"Karpathy file {path.name}, split field == {split!r}"
         else:
-            images = self._read_lavis(data, path)
+            images = self._read_lavis(data, path, split)
             described = f"LAVIS file {path.name} (all entries)"
         if not images:
             raise DataError(f"{path}: no images for split {split!r}")
         items, item_paths, texts, text_to_item = [], [], [], []
         seen: dict[str, str] = {}
-        inside = InsideRoot(self.root)
+        inside = InsideRoot(self.root, self.allow_symlinks)
         for image in images:
             if image.item_id in seen:
                 raise _problem(
@@ -254,7 +259,9 @@ class _KarpathySplits(DatasetAdapter):
                 raise _problem(path, where, "image has no sentences")
             yield image
 
-    def _read_lavis(self, data: Any, path: Path) -> list[_Image]:
+    def _read_lavis(self, data: Any, path: Path, split: str) -> list[_Image]:
+        """Entries grouped by image: train files repeat an image (one caption per entry), a
+        val or test file lists each image once with all its captions, so a repeat is refused."""
         if not isinstance(data, list):
             raise DataError(
                 f"{path}: expected a list of {{'image', 'caption'}} entries (LAVIS format), "
@@ -272,6 +279,10 @@ class _KarpathySplits(DatasetAdapter):
             captions = [caption] if isinstance(caption, str) else caption
             if not captions:
                 raise _problem(path, where, "'caption' is an empty list")
+            if relative in by_image and split != "train":
+                raise _problem(
+                    path, where, f"image {relative!r} repeats {by_image[relative].where}"
+                )
             image = by_image.setdefault(
                 relative, _Image(item_id=_stem(relative), relative=relative, where=where)
             )

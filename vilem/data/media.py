@@ -3,6 +3,7 @@ videos. Every failure becomes a DataError that names the file."""
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -15,25 +16,26 @@ from vilem.errors import DataError
 
 
 def load_image(path: Path) -> Image.Image:
-    """Open ``path`` as an RGB image, or raise DataError saying why it cannot be read."""
+    """Open ``path`` and decode every pixel as RGB, or raise DataError saying why it cannot be
+    read: missing, not an image, truncated or otherwise corrupt, or so large that decoding it
+    would be a decompression bomb (PIL's ``MAX_IMAGE_PIXELS``; its warning counts as an error)."""
     try:
-        with Image.open(path) as im:
-            return im.convert("RGB")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                return im.convert("RGB")
     except FileNotFoundError as exc:
         raise DataError(f"image not found: {path}") from exc
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise DataError(f"image {path} is too large to decode: {exc}") from exc
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise DataError(f"image {path} is corrupt or not an image: {exc}") from exc
 
 
 def check_image(path: Path) -> None:
-    """Cheap validity check without decoding all pixels."""
-    try:
-        with Image.open(path) as im:
-            im.verify()
-    except FileNotFoundError as exc:
-        raise DataError(f"image not found: {path}") from exc
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise DataError(f"image {path} is corrupt or not an image: {exc}") from exc
+    """Decode the whole image as evaluation will (``load_image``): a truncated file fails here,
+    not inside a DataLoader worker."""
+    load_image(path)
 
 
 class MediaDataset(Dataset):

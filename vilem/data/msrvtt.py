@@ -72,7 +72,7 @@ def _string(entry: Any, key: str, path: Path, where: str) -> str:
 def _read_csv(path: Path, required: tuple[str, ...], expected_header: str) -> list[dict[str, str]]:
     """Rows of a CSV file as dicts (with ``_line`` added), checking header and field counts."""
     try:
-        with open(path, encoding="utf-8", newline="") as f:
+        with open(path, encoding="utf-8-sig", newline="") as f:  # a BOM is fine
             reader = csv.reader(f)
             header = next(reader, None)
             if header is None:
@@ -195,7 +195,7 @@ class MsrVtt(DatasetAdapter):
                 by_video[video_id] = captions[video_id]
         if not order:
             raise DataError(f"{files[0]}: no videos for split {split!r}")
-        inside = InsideRoot(self.root)
+        inside = InsideRoot(self.root, self.allow_symlinks)
         paths = [inside(f"{self.video_dir}/{v}.mp4", f"{files[0]}: video path") for v in order]
         texts = [t for v in order for t in by_video[v]]
         text_to_item = np.repeat(np.arange(len(order)), [len(by_video[v]) for v in order])

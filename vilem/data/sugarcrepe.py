@@ -53,7 +53,11 @@ class SugarCrepe(DatasetAdapter):
                 name = entry["filename"]
                 if name not in items:
                     items[name] = len(items)
-                    paths.append(resolve_inside(self.root, f"{image_dir}/{name}", "image path"))
+                    paths.append(
+                        resolve_inside(
+                            self.root, f"{image_dir}/{name}", "image path", self.allow_symlinks
+                        )
+                    )
                 texts.append(entry["caption"].strip())
                 text_to_item.append(items[name])
                 probes.append(

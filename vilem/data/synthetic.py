@@ -439,7 +439,8 @@ class _SyntheticAdapter(DatasetAdapter):
         for i, item in enumerate(items):
             try:
                 ids.append(str(item["id"]))
-                paths.append(resolve_inside(self.root, item["file"], f"{path.name} media path"))
+                what = f"{path.name} media path"
+                paths.append(resolve_inside(self.root, item["file"], what, self.allow_symlinks))
                 captions = list(item["captions"])
                 scenes.append(item["scene"])
             except (KeyError, TypeError) as exc:

@@ -5,14 +5,19 @@ Every failure to open or decode a file becomes a DataError that names the file.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
+import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import decord
 import numpy as np
 from decord.base import DECORDError
 
-from vilem.errors import ConfigError, DataError
+from vilem.errors import ConfigError, DataError, one_line
 from vilem.registry import closest
 
 SAMPLING_MODES = ("uniform", "headtail", "random")
@@ -75,13 +80,68 @@ def _draw_sorted(rng: np.random.Generator, low: int, high: int, k: int) -> np.nd
     return np.sort(picks).astype(np.int64) + low
 
 
+class _NativeStderr:
+    """Swallow what FFmpeg and decord's C++ logger print on file descriptor 2 while a video is
+    opened or decoded: the DataError raised says what went wrong, in one line.
+
+    Thread-safe and reentrant: the first thread in points fd 2 at /dev/null, the last one out
+    restores it (so concurrent decodes never leave stderr redirected); a forked child starts
+    with the real stderr back."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._depth = 0
+        self._saved: int | None = None
+        os.register_at_fork(after_in_child=self._after_fork)
+
+    def _after_fork(self) -> None:
+        self._lock = threading.Lock()
+        if self._saved is not None:
+            os.dup2(self._saved, 2)
+            os.close(self._saved)
+        self._depth, self._saved = 0, None
+
+    @contextlib.contextmanager
+    def silenced(self) -> Iterator[None]:
+        with self._lock:
+            if self._depth == 0:
+                sys.stderr.flush()
+                self._saved = os.dup(2)
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, 2)
+                os.close(devnull)
+            self._depth += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._depth -= 1
+                if self._depth == 0 and self._saved is not None:
+                    os.dup2(self._saved, 2)
+                    os.close(self._saved)
+                    self._saved = None
+
+
+_native_stderr_silenced = _NativeStderr().silenced
+
+
+# decord's C++ messages start "[14:28:44] /github/workspace/src/video/video_reader.cc:486: "
+_NATIVE_PREFIX = re.compile(r"^\[[\d:]+\] \S+:\d+: ")
+
+
+def _corrupt(path: Path, exc: Exception) -> DataError:
+    reason = _NATIVE_PREFIX.sub("", one_line(str(exc)))
+    return DataError(f"video {path} is corrupt or cannot be decoded: {reason}")
+
+
 def _open(path: Path, width: int = -1, height: int = -1) -> decord.VideoReader:
     if not path.is_file():
         raise DataError(f"video not found: {path}")
     try:
-        return decord.VideoReader(str(path), width=width, height=height, num_threads=1)
+        with _native_stderr_silenced():
+            return decord.VideoReader(str(path), width=width, height=height, num_threads=1)
     except _DECODE_ERRORS as exc:
-        raise DataError(f"video {path} is corrupt or cannot be decoded: {exc}") from exc
+        raise _corrupt(path, exc) from exc
 
 
 def _scaled_size(height: int, width: int, size: int) -> tuple[int, int]:
@@ -131,7 +191,7 @@ def read_frames(
     try:
         # decord's output bridge is thread-local state that other code may have switched to
         # torch; pin the native bridge for this call so .asnumpy() is always available
-        with decord.bridge._BridgeScope("native"):
+        with decord.bridge._BridgeScope("native"), _native_stderr_silenced():
             if size is not None:
                 height, width = reader.next().asnumpy().shape[:2]
                 new_h, new_w = _scaled_size(height, width, int(size))
@@ -140,7 +200,7 @@ def read_frames(
                     reader = _open(path, width=new_w, height=new_h)
             frames = reader.get_batch(indices).asnumpy()
     except _DECODE_ERRORS as exc:
-        raise DataError(f"video {path} is corrupt or cannot be decoded: {exc}") from exc
+        raise _corrupt(path, exc) from exc
     if frames.ndim != 4 or frames.shape[0] != len(indices) or frames.shape[-1] != 3:
         raise DataError(f"video {path} decoded to an unexpected shape {frames.shape}")
     return np.ascontiguousarray(frames, dtype=np.uint8)

@@ -13,13 +13,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
 from vilem.data.base import Split
-from vilem.data.media import MediaDataset, check_image
+from vilem.data.media import MediaDataset
 from vilem.dist import all_agree, gather_rows, rank_world, shard_bounds
-from vilem.errors import ConfigError, DataError
+from vilem.errors import ConfigError, DataError, one_line
 from vilem.eval.cache import EmbeddingCache, cache_key, digest_strings
 from vilem.eval.tasks import get_task
 from vilem.io import atomic_write_bytes, atomic_write_json
@@ -40,30 +40,59 @@ class EvalOptions:
     quiet: bool = False
 
 
-def validate_media(split: Split, skip_bad: bool, quiet: bool = True) -> Split:
-    """Open every media file cheaply. Bad ones stop the run (listing the first few and the
-    total), or with ``skip_bad`` are dropped and recorded in ``split.skipped``."""
-    if split.modality == "image":
-        check = check_image
-    else:
-        from vilem.data.video import check_video as check
-    bad: list[tuple[int, str]] = []
-    for i, path in enumerate(tqdm(split.item_paths, desc="checking media", disable=quiet)):
+def _decoded_only(frames: np.ndarray) -> torch.Tensor:
+    """The preprocessing validation uses: the decode is the check, the pixels are dropped."""
+    return torch.zeros(len(frames))
+
+
+class _MediaCheck(Dataset):
+    """Item ``i`` decoded exactly as the encoding loader decodes it (``MediaDataset``: the same
+    image loader, the same video frames); ``""`` when it decodes, else the DataError's text."""
+
+    def __init__(self, split: Split, opts: EvalOptions):
+        self.media = MediaDataset(
+            split.item_paths, split.modality, _decoded_only, opts.frames, opts.sampling, opts.seed
+        )
+
+    def __len__(self) -> int:
+        return len(self.media)
+
+    def __getitem__(self, i: int) -> str:
         try:
-            check(path)
+            self.media[i]
         except DataError as exc:
-            bad.append((i, str(exc)))
+            return one_line(str(exc))
+        return ""
+
+
+def validate_media(
+    split: Split, skip_bad: bool, quiet: bool = True, opts: EvalOptions | None = None
+) -> Split:
+    """Decode every media item as encoding will (``opts``' frames, sampling and seed; its
+    workers), so a bad file is caught before encoding starts. Bad ones stop the run with one
+    line naming the first and the count, or with ``skip_bad`` are dropped and recorded in
+    ``split.skipped``; a split with every item bad stops either way."""
+    opts = opts or EvalOptions(num_workers=0)
+    loader = DataLoader(
+        _MediaCheck(split, opts), batch_size=None, num_workers=opts.num_workers, shuffle=False
+    )
+    checked = tqdm(loader, desc="checking media", total=len(split.items), disable=quiet)
+    bad = [(i, msg) for i, msg in enumerate(checked) if msg]
     if not bad:
         return split
+    where, n = f"{split.dataset}/{split.split}", len(split.items)
     if not skip_bad:
-        first = "\n  ".join(msg for _, msg in bad[:5])
         raise DataError(
-            f"{len(bad)} of {len(split.items)} {split.modality}s in {split.dataset}/{split.split} "
-            f"are missing or corrupt; first ones:\n  {first}\n"
-            "(pass --skip-bad-media to evaluate the rest and record the skipped ids)"
+            f"{len(bad)} of {n} {split.modality}s in {where} are missing or corrupt, the first: "
+            f"{bad[0][1]}; pass --skip-bad-media to evaluate the rest and record the skipped ids"
+        )
+    if len(bad) == n:
+        raise DataError(
+            f"all {n} {split.modality}s of {where} were skipped as missing or corrupt, "
+            f"the first: {bad[0][1]}"
         )
     bad_idx = {i for i, _ in bad}
-    keep = [i for i in range(len(split.items)) if i not in bad_idx]
+    keep = [i for i in range(n) if i not in bad_idx]
     return split.subset(keep, skipped=[split.items[i] for i in sorted(bad_idx)])
 
 
@@ -190,11 +219,17 @@ def evaluate(
             f"task {task!r} needs a ViLEM model with error-detection heads; "
             f"{model_info.get('spec', 'this model')} has none"
         )
+    if save_embeddings_dir is not None and task != "retrieval":
+        raise ConfigError(
+            f"--save-embeddings needs --task retrieval (task {task!r} saves no embeddings)"
+        )
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     cache = EmbeddingCache(opts.cache_dir)
     split = _timed(
-        timings, "validate_media", lambda: validate_media(split, opts.skip_bad_media, opts.quiet)
+        timings,
+        "validate_media",
+        lambda: validate_media(split, opts.skip_bad_media, opts.quiet, opts),
     )
     items = _timed(timings, "encode_items", lambda: encode_items(model, split, opts, cache))
     run = TaskRun(model, split, items, opts, cache, timings, save_embeddings_dir)

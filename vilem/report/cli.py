@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from vilem.errors import DataError
+from vilem.io import check_writable
 
 _SHOWN_PROBLEMS = 5
 
@@ -27,6 +28,8 @@ def _cmd_leaderboard(args: argparse.Namespace) -> int:
     from vilem.io import atomic_write_text
     from vilem.report.tables import check_baseline, collect, leaderboard
 
+    if args.out:
+        check_writable(args.out, "file", "--out")
     records, problems = collect(args.results_dir)
     _warn_problems(problems)
     if not records:
@@ -46,6 +49,7 @@ def _cmd_leaderboard(args: argparse.Namespace) -> int:
 def _cmd_report(args: argparse.Namespace) -> int:
     from vilem.report.report import build_report
 
+    check_writable(args.out, "dir", "--out")
     path = build_report(args.results_dir, args.out, baseline=args.baseline, title=args.title)
     print(f"report written to {path} and {path.with_suffix('.html')}")
     return 0

@@ -7,7 +7,8 @@ import argparse
 import json
 from pathlib import Path
 
-from vilem.errors import ConfigError
+from vilem.config import nonnegative_int, positive_float, positive_int
+from vilem.io import check_writable
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -17,6 +18,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.config, args.overrides)
     out = Path(args.out) if args.out else Path("runs") / resolve_config_path(args.config).stem
+    check_writable(out, "dir", "--out")
     info = init_distributed(cfg.device)
     try:
         summary = train(cfg, out, resume=args.resume, quiet=args.quiet, max_steps=args.max_steps)
@@ -46,8 +48,7 @@ def _cmd_train_lm(args: argparse.Namespace) -> int:
     from vilem.data import load_split
     from vilem.train.lm import train_lm
 
-    if args.steps < 1:
-        raise ConfigError(f"--steps must be >= 1, got {args.steps}")
+    check_writable(args.out, "dir", "--out")
     split = load_split(args.dataset, args.split, args.root)
     out = train_lm(
         split.texts,
@@ -85,7 +86,7 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument(
         "--max-steps",
-        type=int,
+        type=positive_int,
         default=None,
         help="stop (checkpointed) after this many steps in this call; resume later",
     )
@@ -103,12 +104,12 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     q.add_argument("--split", default="train")
     q.add_argument("--out", required=True, help="output folder, e.g. runs/mlm-synthetic")
     q.add_argument("--tokenizer", default=None, help="tokenizer folder (default: packaged MiniLM)")
-    q.add_argument("--steps", type=int, default=600)
-    q.add_argument("--batch-size", type=int, default=64)
-    q.add_argument("--lr", type=float, default=1e-3)
-    q.add_argument("--hidden", type=int, default=128)
-    q.add_argument("--layers", type=int, default=2)
-    q.add_argument("--heads", type=int, default=2)
-    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--steps", type=positive_int, default=600)
+    q.add_argument("--batch-size", type=positive_int, default=64)
+    q.add_argument("--lr", type=positive_float, default=1e-3)
+    q.add_argument("--hidden", type=positive_int, default=128)
+    q.add_argument("--layers", type=positive_int, default=2)
+    q.add_argument("--heads", type=positive_int, default=2)
+    q.add_argument("--seed", type=nonnegative_int, default=0)
     q.add_argument("--quiet", action="store_true")
     q.set_defaults(func=_cmd_train_lm)

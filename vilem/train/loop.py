@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file
 from tqdm import tqdm
 
@@ -118,7 +119,12 @@ def _init_from(model: torch.nn.Module, folder: Path, quiet: bool) -> None:
     path = folder / WEIGHTS_FILE
     if not path.is_file():
         raise ConfigError(f"config key 'init_from': no {WEIGHTS_FILE} in {folder}")
-    source = load_file(str(path))
+    try:
+        source = load_file(str(path))
+    except (SafetensorError, OSError) as exc:
+        raise ConfigError(
+            f"config key 'init_from': {path} is truncated or not a safetensors file ({exc})"
+        ) from exc
     own = model.state_dict()
     retrieval = [k for k in own if k.split(".", 1)[0] in RETRIEVAL_MODULES]
     bad = [k for k in retrieval if k not in source or source[k].shape != own[k].shape]
@@ -272,7 +278,6 @@ def _build_model(
     quiet: bool,
 ) -> Any:
     """The model: the same initial weights on every rank (DDP also broadcasts rank 0's)."""
-    from vilem.model.checkpoint import WEIGHTS_FILE
     from vilem.model.vilem import ViLEM
 
     torch.manual_seed(cfg.seed)
@@ -281,7 +286,7 @@ def _build_model(
     model.editor = make_editor(cfg, model.tokenizer)  # where ViLEM built it: the same RNG order
     model = model.to(info.device)
     if ckpt is not None:
-        model.load_state_dict(load_file(str(ckpt / WEIGHTS_FILE)), strict=True)
+        model.load_state_dict(S.read_weights(ckpt), strict=True)
     elif cfg.init_from:
         _init_from(model, Path(cfg.init_from), quiet or not info.is_main)
     if info.rank:  # dropout masks must differ across ranks

@@ -21,11 +21,11 @@ from typing import Any
 import numpy as np
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
 from vilem.dist import rank_world
-from vilem.errors import ConfigError
-from vilem.io import atomic_write_json, read_json
+from vilem.errors import ConfigError, one_line
+from vilem.io import atomic_write_bytes, atomic_write_json, read_json
 
 CHECKPOINT = "checkpoint"
 STATE_TENSORS = "train_state.safetensors"
@@ -185,7 +185,8 @@ def write_checkpoint(
     for rank, states in enumerate(rng_states):
         for key, value in states.items():
             tensors[f"rng.{rank}.{key}"] = value.contiguous()
-    save_file(tensors, str(tmp / STATE_TENSORS))
+    # through atomic_write_bytes, like the model file: one write path (and its fault point)
+    atomic_write_bytes(tmp / STATE_TENSORS, save(tensors))
     payload = {"version": STATE_VERSION, **meta, "optimizer": optim_meta}
     payload["world_size"] = len(rng_states)
     atomic_write_json(tmp / STATE_JSON, payload)
@@ -205,6 +206,24 @@ def read_checkpoint(folder: Path) -> tuple[dict[str, Any], dict[str, torch.Tenso
     except (SafetensorError, OSError, FileNotFoundError) as exc:
         raise ConfigError(f"cannot read {folder / STATE_TENSORS}: {exc}") from exc
     return meta, tensors
+
+
+def read_weights(folder: Path) -> dict[str, torch.Tensor]:
+    """The model tensors of checkpoint ``folder``, or a one-line ConfigError naming the file
+    when it is missing, truncated or not safetensors."""
+    from vilem.model.checkpoint import WEIGHTS_FILE
+
+    path = folder / WEIGHTS_FILE
+    advice = f"restore it, or remove {folder} to start over"
+    if not path.is_file():
+        raise ConfigError(f"cannot resume: the checkpoint has no {path}; {advice}")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError) as exc:
+        raise ConfigError(
+            f"cannot resume: {path} is truncated or not a safetensors file "
+            f"({one_line(str(exc))}); {advice}"
+        ) from exc
 
 
 def rng_states_for_rank(tensors: dict[str, torch.Tensor], rank: int) -> dict[str, torch.Tensor]:
