@@ -55,7 +55,9 @@ def fake_training(monkeypatch):
 
     def train(cfg, out_dir, resume=False, quiet=False, max_steps=None):
         out_dir = Path(out_dir)
-        calls.append({"dir": out_dir, "seed": cfg.seed, "init_from": cfg.init_from})
+        calls.append(
+            {"dir": out_dir, "seed": cfg.seed, "init_from": cfg.init_from, "device": cfg.device}
+        )
         (out_dir / "model").mkdir(parents=True)
         (out_dir / "model" / "config.json").write_text("{}")
         (out_dir / "log.jsonl").write_text('{"step": 1, "loss": 1.0}\n')
@@ -241,3 +243,12 @@ def test_seeds_spec_is_valid_and_runs_ablations_on_one_seed():
     assert spec.train_seeds(spec.model("random")) == [None]
     quick = load_spec(REPO / "benchmarks" / "seeds.yaml", quick=True, out="q")
     assert quick.seeds == [0, 1] and len(quick.cells()) < len(cells)
+
+
+def test_the_device_flag_reaches_training_as_well_as_evaluation(tmp_path, fake_training):
+    # `vilem bench --device cpu` used to train wherever the recipe said (on a GPU when present)
+    Runner(parse_spec(seeded_spec(tmp_path)), quiet=True, device="cpu").run()
+    assert fake_training and {c["device"] for c in fake_training} == {"cpu"}
+    fake_training.clear()
+    Runner(parse_spec(seeded_spec(tmp_path, out=str(tmp_path / "out2"))), quiet=True).run()
+    assert fake_training and {c["device"] for c in fake_training} == {"auto"}  # the recipe's

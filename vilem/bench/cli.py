@@ -132,7 +132,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         metavar="DIR",
         help="also write report.md/html here (and comparison.json for a spec with `compare`)",
     )
-    p.add_argument("--device", default="cpu")
+    p.add_argument(
+        "--device",
+        help="where training and evaluation run (cpu, cuda, cuda:1); default: evaluate on the "
+        "CPU, train where each recipe says",
+    )
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_bench)
 

@@ -88,8 +88,13 @@ def _say(quiet: bool, msg: str) -> None:
 
 
 class Runner:
-    def __init__(self, spec: BenchSpec, rerun: bool = False, quiet: bool = False, device="cpu"):
-        self.spec, self.rerun, self.quiet, self.device = spec, rerun, quiet, device
+    def __init__(
+        self, spec: BenchSpec, rerun: bool = False, quiet: bool = False, device: str | None = None
+    ):
+        """``device``: where both training and evaluation run; None evaluates on the CPU and
+        trains where each recipe says (its ``device``, ``auto`` by default)."""
+        self.spec, self.rerun, self.quiet = spec, rerun, quiet
+        self.train_device, self.device = device, device or "cpu"
         self.out = Path(spec.out)
         self.results = self.out / "results"
         self._splits: dict[str, Any] = {}
@@ -151,6 +156,8 @@ class Runner:
         overrides = list(entry.overrides) + [f"seed={self.spec.seed if seed is None else seed}"]
         if mlm is not None:
             overrides.append(f"mlm_path={mlm}")
+        if self.train_device is not None:  # --device reaches training too
+            overrides.append(f"device={self.train_device}")
         if entry.init is not None:
             init_spec = self.ensure_trained(self.spec.model(entry.init), mlm, seed)
             overrides.append(f"init_from={init_spec.partition(':')[2]}")
