@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import os
+import sys
 from collections.abc import Callable, Iterator
 from importlib.metadata import entry_points
 from typing import Generic, TypeVar
@@ -25,6 +27,39 @@ def import_attr(target: str) -> object:
     obj = importlib.import_module(module)
     for part in attr.split(".") if attr else []:
         obj = getattr(obj, part)
+    return obj
+
+
+def load_target(target: str, what: str) -> object:
+    """The object ``"package.module:attr"`` names (``attr`` may be dotted), for ``py:`` specs.
+
+    The module is imported as ``python -m`` would find it: from ``sys.path`` (``PYTHONPATH``
+    included) and the current folder. Every failure is a one-line ConfigError opening with
+    ``what`` (e.g. "model spec 'py:mypkg.models:build'"): a missing module is named, a missing
+    attribute gets a did-you-mean over the module's public names.
+    """
+    module_name, sep, attr = target.partition(":")
+    if not (sep and module_name and attr):
+        raise ConfigError(f"{what}: expected py:MODULE:ATTR, e.g. py:mypkg.models:build")
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.append(os.getcwd())  # the `vilem` script, unlike `python -m`, lacks it
+    try:
+        obj = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        missing = exc.name or ""
+        if module_name == missing or module_name.startswith(missing + "."):
+            raise ConfigError(
+                f"{what}: no module named {missing!r} (is it installed, or on PYTHONPATH?)"
+            ) from exc
+        raise ConfigError(f"{what}: importing {module_name} failed: {exc}") from exc
+    except (ImportError, SyntaxError) as exc:
+        raise ConfigError(f"{what}: importing {module_name} failed: {exc}") from exc
+    where = module_name
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            public = [n for n in dir(obj) if not n.startswith("_")]
+            raise ConfigError(f"{what}: {where} has no attribute {part!r}{closest(part, public)}")
+        obj, where = getattr(obj, part), f"{where}.{part}"
     return obj
 
 

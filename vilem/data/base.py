@@ -5,6 +5,7 @@ text -> item mapping. Adapters register by name; outside packages add them throu
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
@@ -18,6 +19,14 @@ from vilem.errors import DataError
 from vilem.registry import Registry, closest
 
 Modality = Literal["image", "video"]
+Window = tuple[float, float]  # (start, end) seconds of a video to decode
+
+# How texts query items, as the video retrieval literature names its protocols:
+# - sentence: one text per item (MSR-VTT 1k-A: one sentence per video);
+# - multi: every caption is a query (MSVD, VATEX, COCO); item->text counts a hit when any of the
+#   item's captions is in the top k;
+# - paragraph: all of an item's descriptions joined into one query (DiDeMo, ActivityNet).
+PROTOCOLS: tuple[str, ...] = ("sentence", "multi", "paragraph")
 
 
 @dataclass(frozen=True)
@@ -41,6 +50,11 @@ class Split:
     ``text_to_item[j]`` is the index into ``items`` of the item text ``j`` describes; an item may
     have several texts (COCO: 5). ``scenes`` optionally holds one structured record per item (the
     synthetic data keeps them so probes can make exact edits).
+
+    ``protocol`` names how the texts query the items (``PROTOCOLS``); left None, it is inferred:
+    ``sentence`` when every item has exactly one text, else ``multi``. ``windows`` optionally
+    gives, per item, the ``(start, end)`` seconds of the video to decode (None: the whole video);
+    ``clip_window`` says in words which policy produced them.
     """
 
     dataset: str
@@ -56,9 +70,16 @@ class Split:
     scenes: list[dict[str, Any]] | None = None
     probes: list[Any] | None = None  # vilem.eval.probes.Probe list, for datasets that ship probes
     notes: list[str] = field(default_factory=list)  # what exactly was evaluated, in words
+    protocol: str | None = None  # sentence | multi | paragraph (None: inferred, see above)
+    windows: list[Window | None] | None = None  # per item (start, end) seconds; None: whole
+    clip_window: str = "whole video"  # the window policy, in words (results record it)
 
     def __post_init__(self) -> None:
         self.text_to_item = np.asarray(self.text_to_item, dtype=np.int64)
+        if self.windows is not None:
+            if len(self.windows) != len(self.items):
+                raise ValueError("windows and items differ in length")
+            self.windows = [None if w is None else _window(w) for w in self.windows]
         if len(self.items) != len(self.item_paths):
             raise ValueError("items and item_paths differ in length")
         if len(self.texts) != len(self.text_to_item):
@@ -67,6 +88,11 @@ class Split:
             self.text_to_item.min() < 0 or self.text_to_item.max() >= len(self.items)
         ):
             raise ValueError("text_to_item points outside items")
+        if self.protocol is None:
+            per_item = np.bincount(self.text_to_item, minlength=len(self.items))
+            self.protocol = "sentence" if len(per_item) and (per_item == 1).all() else "multi"
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(f"unknown protocol {self.protocol!r}; protocols: {PROTOCOLS}")
 
     @property
     def item_to_texts(self) -> list[list[int]]:
@@ -88,6 +114,13 @@ class Split:
         new_index = np.full(len(self.items), -1, dtype=np.int64)
         new_index[keep_arr] = np.arange(len(keep_arr))
         text_keep = np.nonzero(new_index[self.text_to_item] >= 0)[0]
+        notes = list(self.notes)
+        if skipped:
+            notes.append(
+                f"partial set: {len(skipped)} of {len(self.items)} {self.modality}s skipped as "
+                "missing or corrupt (their ids are in skipped_ids); numbers are not comparable "
+                "with results on the full split"
+            )
         return Split(
             dataset=self.dataset,
             split=self.split,
@@ -107,8 +140,19 @@ class Split:
                 for p in self.probes
                 if new_index[p.item] >= 0
             ],
-            notes=list(self.notes),
+            notes=notes,
+            protocol=self.protocol,
+            windows=None if self.windows is None else [self.windows[i] for i in keep_arr],
+            clip_window=self.clip_window,
         )
+
+    def window_key(self) -> str | None:
+        """A short hash of the per-item windows (None without any): the windows change the
+        decoded frames, so an embedding cache key must include it."""
+        if self.windows is None:
+            return None
+        text = ";".join("-" if w is None else f"{w[0]!r},{w[1]!r}" for w in self.windows)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def training_pairs(self, seed: int = 0, epoch: int = 0) -> Iterator[tuple[int, int]]:
         """(item index, text index) pairs, one per text, shuffled deterministically per epoch."""
@@ -126,7 +170,20 @@ class Split:
             "counts": self.counts(),
             "skipped_ids": list(self.skipped),
             "notes": list(self.notes),
+            "protocol": self.protocol,
+            "clip_window": self.clip_window,
         }
+
+
+def _window(window: Any) -> Window:
+    """``(start, end)`` as floats with 0 <= start < end, both finite."""
+    try:
+        start, end = (float(x) for x in window)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"a clip window is (start, end) seconds, got {window!r}") from exc
+    if not (math.isfinite(start) and math.isfinite(end) and 0 <= start < end):
+        raise ValueError(f"a clip window needs 0 <= start < end, got ({start}, {end})")
+    return (start, end)
 
 
 class DatasetAdapter(ABC):

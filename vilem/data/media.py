@@ -40,7 +40,8 @@ def check_image(path: Path) -> None:
 
 class MediaDataset(Dataset):
     """Item ``i`` loaded and preprocessed: an image, or a video's ``frames`` frames sampled
-    ``sampling``-wise with an RNG seeded by ``(seed, i)`` (so 1 or W processes sample alike)."""
+    ``sampling``-wise with an RNG seeded by ``(seed, i)`` (so 1 or W processes sample alike),
+    only inside ``windows[i]`` (``(start, end)`` seconds, ``Split.windows``) when given."""
 
     def __init__(
         self,
@@ -50,9 +51,13 @@ class MediaDataset(Dataset):
         frames: int = 1,
         sampling: str = "uniform",
         seed: int = 0,
+        windows: Sequence[tuple[float, float] | None] | None = None,
     ):
+        if windows is not None and len(windows) != len(paths):
+            raise ValueError("windows and paths differ in length")
         self.paths, self.modality, self.preprocess = paths, modality, preprocess
         self.frames, self.sampling, self.seed = frames, sampling, seed
+        self.windows = windows
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -63,4 +68,8 @@ class MediaDataset(Dataset):
         from vilem.data.video import read_frames
 
         rng = np.random.default_rng([self.seed, i])
-        return self.preprocess(read_frames(self.paths[i], self.frames, self.sampling, rng))
+        window = None if self.windows is None else self.windows[i]
+        if window is None:  # the whole video
+            return self.preprocess(read_frames(self.paths[i], self.frames, self.sampling, rng))
+        frames = read_frames(self.paths[i], self.frames, self.sampling, rng, window=window)
+        return self.preprocess(frames)

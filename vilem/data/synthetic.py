@@ -20,6 +20,7 @@ import operator
 import os
 import random
 import re
+import sys
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, fields
@@ -34,6 +35,7 @@ from vilem.data import scene_captions as cap
 from vilem.data import scenes as sc
 from vilem.data.base import DatasetAdapter, Modality, Probe, Split, default_root, register_dataset
 from vilem.data.scene_words import IMAGE_PROBES, VIDEO_PROBES
+from vilem.data.videotext import caption_options, regroup_captions
 from vilem.errors import ConfigError, DataError
 from vilem.io import atomic_write_bytes, atomic_write_json, read_json, resolve_inside
 
@@ -272,6 +274,10 @@ def generate(
     if not force and (manifest := _reusable(root, config, seed)) is not None:
         return manifest
     _check_owned(root)
+    n_images = sum(config.split_size("image", s) for s in SPLITS)
+    n_videos = sum(config.split_size("video", s) for s in SPLITS)
+    print(f"vilem: generating the synthetic dataset in {root} ({n_images} images, {n_videos} "
+          "videos; once, then reused)", file=sys.stderr, flush=True)  # fmt: skip
     root.mkdir(parents=True, exist_ok=True)
     # an interrupted regeneration must not be mistaken for a finished one
     (root / "manifest.json").unlink(missing_ok=True)
@@ -369,16 +375,21 @@ class _SyntheticAdapter(DatasetAdapter):
     """Reads one modality of a synthetic root, generating the defaults into a fresh root."""
 
     splits: ClassVar[tuple[str, ...]] = SPLITS
+    # load-time options beyond seed and config (the video adapter's protocol options)
+    extra_options: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, root: str | os.PathLike | None = None, **options: Any):
         # images and videos live in one root, whatever the adapter's registered name
         super().__init__(root if root is not None else default_root("synthetic"), **options)
-        unknown = sorted(set(options) - {"seed", "config"})
+        known = ("seed", "config", *self.extra_options)
+        unknown = sorted(set(options) - set(known))
         if unknown:
             raise ConfigError(
                 f"dataset {self.name!r} has no option(s) {', '.join(unknown)}; "
-                "options: seed, config"
+                f"options: {', '.join(known)}"
             )
+        # the protocol options (only the video adapter takes them; the defaults change nothing)
+        self.protocol, self.captions_per_video = caption_options(self.name, options)
         # sizes to generate (SyntheticConfig fields): the root is made to hold exactly this data
         overrides = options.get("config")
         self.config = (
@@ -460,6 +471,14 @@ class _SyntheticAdapter(DatasetAdapter):
             f"seed {self.manifest['seed']}): {len(ids)} {what}, {cfg['captions_per_item']} "
             f"captions each, from {self.root / folder}"
         )
+        notes, protocol = [note], None  # None: inferred by Split (multi, 5 captions each)
+        if self.protocol != "multi" or self.captions_per_video is not None:
+            texts, text_to_item, protocol, used = regroup_captions(
+                self.name, texts, text_to_item, len(ids), self.protocol, self.captions_per_video
+            )
+            # the scene records keep the captions in use, so probes edit the very texts queried
+            scenes = [{**scene, "captions": scene["captions"][:used]} for scene in scenes]
+            notes.append(f"protocol {protocol!r} over the first {used} caption(s) of each video")
         return Split(
             dataset=self.name,
             split=split,
@@ -471,7 +490,8 @@ class _SyntheticAdapter(DatasetAdapter):
             text_to_item=np.asarray(text_to_item, dtype=np.int64),
             revision=self.manifest["content_hash"],
             scenes=scenes,
-            notes=[note],
+            notes=notes,
+            protocol=protocol,
         )
 
 
@@ -485,9 +505,15 @@ class SyntheticImages(_SyntheticAdapter):
 
 @register_dataset("synthetic-video")
 class SyntheticVideos(_SyntheticAdapter):
+    """Videos with ``captions_per_item`` (5) captions each; ``protocol`` multi (default, every
+    caption a query), sentence (the first) or paragraph (joined); ``captions_per_video``: use
+    the first N generated captions (default all)."""
+
     modality: ClassVar[Modality] = "video"
+    extra_options: ClassVar[tuple[str, ...]] = ("protocol", "captions_per_video")
     description: ClassVar[str] = (
-        "generated moving-shape videos (the embedded default); options: seed, config"
+        "generated moving-shape videos (the embedded default); options: seed, config, "
+        "protocol=multi|sentence|paragraph, captions_per_video"
     )
 
 
@@ -509,6 +535,11 @@ def synthetic_probes(split: Split, categories: Sequence[str] | None = None) -> l
         raise DataError(
             f"split {split.dataset}/{split.split} has no scene records: "
             "synthetic probes need the synthetic datasets"
+        )
+    if split.protocol == "paragraph":
+        raise DataError(
+            f"split {split.dataset}/{split.split} uses the paragraph protocol: synthetic probes "
+            "edit single captions, load it with protocol multi or sentence"
         )
     allowed = VIDEO_PROBES if split.modality == "video" else IMAGE_PROBES
     chosen = tuple(allowed if categories is None else categories)

@@ -161,12 +161,36 @@ def check_video(path: str | os.PathLike) -> int:
     return num_total
 
 
+def window_frames(timestamps: np.ndarray, window: tuple[float, float]) -> tuple[int, int]:
+    """The frames ``[first, stop)`` of a clip window: those whose presentation time (the start
+    of the frame, in seconds) lies in ``[start, end)``. A window past the video's end is cut at
+    the end; one narrower than a frame gives the frame showing ``start``.
+
+    Raises:
+        ValueError: the window starts at or after the end of the video's last frame.
+    """
+    start, end = window
+    begins = np.asarray(timestamps, dtype=np.float64)[:, 0]
+    ends = np.asarray(timestamps, dtype=np.float64)[:, 1]
+    eps = 1e-6  # timestamps are rounded to the stream's time base
+    if start >= max(float(ends[-1]), float(begins[-1])) - eps:
+        raise ValueError(
+            f"clip window ({start:g}, {end:g}) s starts after the video ends at {ends[-1]:g} s"
+        )
+    inside = np.nonzero((begins >= start - eps) & (begins < end - eps))[0]
+    if len(inside):
+        return int(inside[0]), int(inside[-1]) + 1
+    first = max(0, int(np.searchsorted(begins, start + eps, side="right")) - 1)
+    return first, first + 1
+
+
 def read_frames(
     path: str | os.PathLike,
     num_frames: int = 12,
     mode: str = "uniform",
     rng: np.random.Generator | None = None,
     size: int | None = None,
+    window: tuple[float, float] | None = None,
 ) -> np.ndarray:
     """Decode ``num_frames`` frames of a video chosen by :func:`sample_indices`.
 
@@ -176,6 +200,8 @@ def read_frames(
         mode: ``uniform`` (evaluation), ``headtail`` or ``random`` (training).
         rng: the generator for the random modes.
         size: when given, decord resizes so the shorter side is ``size`` (aspect kept).
+        window: ``(start, end)`` seconds: sample only among the frames of that clip window
+            (:func:`window_frames`); None samples the whole video.
 
     Returns:
         uint8 array of shape (N, H, W, 3), RGB.
@@ -187,7 +213,17 @@ def read_frames(
     num_total = len(reader)
     if num_total < 1:
         raise DataError(f"video {path} has no frames")
-    indices = sample_indices(num_total, num_frames, mode, rng)
+    first, stop = 0, num_total
+    if window is not None:
+        try:
+            with _native_stderr_silenced():
+                timestamps = reader.get_frame_timestamp(np.arange(num_total))
+            first, stop = window_frames(timestamps, window)
+        except ValueError as exc:
+            raise DataError(f"video {path}: {exc}") from exc
+        except _DECODE_ERRORS as exc:
+            raise _corrupt(path, exc) from exc
+    indices = first + sample_indices(stop - first, num_frames, mode, rng)
     try:
         # decord's output bridge is thread-local state that other code may have switched to
         # torch; pin the native bridge for this call so .asnumpy() is always available
@@ -204,3 +240,34 @@ def read_frames(
     if frames.ndim != 4 or frames.shape[0] != len(indices) or frames.shape[-1] != 3:
         raise DataError(f"video {path} decoded to an unexpected shape {frames.shape}")
     return np.ascontiguousarray(frames, dtype=np.uint8)
+
+
+SAMPLING_RULES = {
+    "uniform": "the centre frame of each of N equal segments of the clip (CLIP4Clip/LAVIS)",
+    "headtail": "N/2 random frames from each half of the clip (LAVIS training)",
+    "random": "one random frame inside each of N equal segments (TSN-style training)",
+}
+
+
+def decoding_record(
+    frames: int, sampling: str, clip_window: str = "whole video", size: int | None = None
+) -> dict[str, object]:
+    """How video frames were decoded, for a result file: the backend and its version, the
+    number of frames and how they were placed, and the clip window policy
+    (``Split.clip_window``)."""
+    if sampling not in SAMPLING_MODES:
+        raise ConfigError(
+            f"unknown frame sampling mode {sampling!r}{closest(sampling, list(SAMPLING_MODES))}; "
+            f"modes: {', '.join(SAMPLING_MODES)}"
+        )
+    return {
+        "backend": "decord",
+        "backend_version": getattr(decord, "__version__", "unknown"),
+        "frames": int(frames),
+        "sampling": sampling,
+        "sampling_rule": SAMPLING_RULES[sampling],
+        "clip_window": clip_window,
+        "window_rule": "frames whose presentation time lies in [start, end) seconds; "
+        "a window past the end is cut at the end",
+        "resize": None if size is None else f"shorter side {int(size)} at decode",
+    }
