@@ -10,7 +10,7 @@ import uuid
 from pathlib import Path
 from typing import Any, Literal
 
-from vilem.errors import DataError
+from vilem.errors import ConfigError, DataError
 
 # set to this value, atomic_write_bytes SIGKILLs the process before its rename (for tests)
 FAULT_ENV = "VILEM_FAULT"
@@ -166,3 +166,23 @@ def display_path(path: str | os.PathLike, base: str | os.PathLike) -> str:
         return Path(path).relative_to(base).as_posix()
     except ValueError:
         return str(path)
+
+
+# files that can only be read by unpickling (and so can run code): vilem never opens them
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".tar", ".h5", ".msgpack")
+
+
+def safe_weights(folder: Path, names: tuple[str, ...], what: str, fix: str) -> Path:
+    """The first of ``names`` (safetensors files) present in ``folder``. Without one, a
+    ConfigError saying so: that the folder holds only pickle weights, which vilem never
+    unpickles (``fix`` says how to save them safely), or no weights at all."""
+    for name in names:
+        if (folder / name).is_file():
+            return folder / name
+    pickles = sorted(p.name for p in folder.iterdir() if p.suffix.lower() in PICKLE_SUFFIXES)
+    if pickles:
+        raise ConfigError(
+            f"{what} {folder} has only pickle weights ({', '.join(pickles)}), which vilem never "
+            f"unpickles (they can run arbitrary code); {fix}"
+        )
+    raise ConfigError(f"{what} {folder} has no weights ({names[0]})")

@@ -81,7 +81,7 @@ def test_pickle_checkpoints_are_refused_without_being_opened(tmp_path, monkeypat
 def test_missing_folder_or_files_are_refused(tmp_path, saved):
     with pytest.raises(ConfigError, match="not found"):
         load_model(tmp_path / "nope")
-    with pytest.raises(ConfigError, match="no model.safetensors"):
+    with pytest.raises(ConfigError, match=r"has no weights \(model.safetensors\)"):
         load_model(tmp_path)
     (tmp_path / "model.safetensors").write_bytes((saved[1] / "model.safetensors").read_bytes())
     with pytest.raises(ConfigError, match="no config.json"):

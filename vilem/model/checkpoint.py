@@ -14,7 +14,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 
 from vilem.errors import ConfigError, DataError
-from vilem.io import atomic_write_bytes, atomic_write_json, read_json
+from vilem.io import PICKLE_SUFFIXES, atomic_write_bytes, atomic_write_json, read_json, safe_weights
 from vilem.model.config import config_from_dict, config_to_dict
 from vilem.model.vilem import ViLEM
 
@@ -22,7 +22,6 @@ WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 FORMAT = "vilem-checkpoint"
 FORMAT_VERSION = 1
-PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
 
 
 def _unshared_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -68,14 +67,7 @@ def _checkpoint_folder(path: str | os.PathLike) -> Path:
         raise ConfigError(
             f"a checkpoint is a folder with {WEIGHTS_FILE} and {CONFIG_FILE}: {given}"
         )
-    if not (given / WEIGHTS_FILE).is_file():
-        pickles = sorted(p.name for p in given.iterdir() if p.suffix.lower() in PICKLE_SUFFIXES)
-        if pickles:
-            raise ConfigError(
-                f"refusing to load {given / pickles[0]}: only {WEIGHTS_FILE} (safetensors) is "
-                "read, pickle files can run arbitrary code"
-            )
-        raise ConfigError(f"checkpoint {given} has no {WEIGHTS_FILE}")
+    safe_weights(given, (WEIGHTS_FILE,), "checkpoint", "save it with vilem's save_model")
     if not (given / CONFIG_FILE).is_file():
         raise ConfigError(f"checkpoint {given} has no {CONFIG_FILE}")
     return given

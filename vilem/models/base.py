@@ -43,6 +43,7 @@ class RetrievalModel(ABC):
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
     device: str = "cpu"
+    text_max_len: int | None = None  # tokens a caption is cut at (part of the protocol record)
 
     def preprocess(self, frames: np.ndarray) -> torch.Tensor:
         """uint8 RGB frames (N, H, W, 3) -> normalised pixels (N, 3, S, S)."""

@@ -103,6 +103,10 @@ class ViLEMRetrieval(RetrievalModel):
         top1 = None if top1s[0] is None else torch.cat(top1s).masked_fill(ignored, -100)
         return prob, top1
 
+    @property
+    def text_max_len(self) -> int:
+        return self.model.config.text.max_len
+
     def config(self) -> dict[str, Any]:
         return {
             "name": "vilem",
