@@ -11,6 +11,10 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("VILEM_CACHE", str(tmp_path_factory.mktemp("vilem-cache")))
+    # `vilem eval` without --out writes under runs/eval/ of the working folder: not in tests
+    out = tmp_path_factory.mktemp("eval-out")
+    template = str(out / "{model}" / "{dataset}-{split}__{task}.json")
+    monkeypatch.setattr("vilem.cli.EVAL_OUT", template)
 
 
 @pytest.fixture

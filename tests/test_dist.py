@@ -171,7 +171,7 @@ def _evaluate(root: str) -> tuple[dict, dict]:
     split = load_split("synthetic", "test", root)
     model = _counting_model()
     opts = EvalOptions(batch_size=_BATCH, num_workers=0, bootstrap=200, quiet=True, cache_dir=None)
-    result = evaluate(model, {"spec": "random"}, split, "retrieval", opts)
+    result = evaluate(model, split, "retrieval", opts).to_json()
     return {k: result[k] for k in _EVAL_KEYS}, model.counts
 
 

@@ -20,7 +20,7 @@ LAYERS = {
     "eval": 5,
     "train": 6, "report": 6,
     "bench": 7,
-    "cli": 8, "__main__": 8, "__init__": 8,
+    "cli": 8, "__main__": 8, "__init__": 8, "api": 8,
 }  # fmt: skip
 MAX_FILE_LINES, MAX_FUNCTION_LINES = 600, 80
 

@@ -2,11 +2,14 @@
 
 The public API, imported on first use (``import vilem`` stays cheap):
 
-- ``vilem.load_model(spec)``: a ``RetrievalModel`` from ``random``, ``hf-clip:DIR``, ``vilem:DIR``;
-- ``vilem.load_split(dataset, split, root=None, **options)``: a dataset split;
-- ``vilem.evaluate(model, model_info, split, task, opts)``: one result record;
-- ``vilem.collect(results_dir)`` and ``vilem.leaderboard(records, task)``: tables from results;
-- ``vilem.RetrievalModel``, ``vilem.EvalOptions``, ``vilem.TASKS`` (the task registry).
+- ``vilem.evaluate(model, dataset, task="retrieval", **options)``: one ``Result``; model and
+  dataset are objects or spec strings (``"random"``, ``"vilem:DIR"``; ``"synthetic"``);
+- ``vilem.load_model(spec)``: a ``RetrievalModel`` from ``random``, ``hf-clip:DIR``, ``vilem:DIR``,
+  ``py:module:attr``, ...; ``vilem.load_split(dataset, split, root=None, **options)``: a split;
+- ``vilem.collect(*results_dirs)`` -> (results, skipped files), ``vilem.leaderboard(results)``
+  (Markdown/CSV/LaTeX/HTML), ``vilem.leaderboard_rows(results)`` / ``vilem.leaderboard_frame``
+  (plain rows / a pandas DataFrame);
+- ``vilem.Result``, ``vilem.RetrievalModel``, ``vilem.EvalOptions``, ``vilem.TASKS``.
 """
 
 from typing import Any
@@ -17,11 +20,14 @@ _EXPORTS = {
     "load_model": "vilem.models:load_model",
     "load_split": "vilem.data:load_split",
     "RetrievalModel": "vilem.models.base:RetrievalModel",
-    "evaluate": "vilem.eval.engine:evaluate",
+    "evaluate": "vilem.api:evaluate",
     "EvalOptions": "vilem.eval.engine:EvalOptions",
     "TASKS": "vilem.eval.tasks:TASKS",
-    "collect": "vilem.report:collect",
-    "leaderboard": "vilem.report:leaderboard",
+    "Result": "vilem.results:Result",
+    "collect": "vilem.results:collect",
+    "leaderboard": "vilem.report.tables:leaderboard",
+    "leaderboard_rows": "vilem.report.tables:rows",
+    "leaderboard_frame": "vilem.report.tables:frame",
 }
 __all__ = ["__version__", *_EXPORTS]
 

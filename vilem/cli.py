@@ -56,26 +56,76 @@ def _cmd_data(args: argparse.Namespace) -> int:
     return 0
 
 
-def _metrics_table(result: dict) -> str:
+def _cmd_cache(args: argparse.Namespace) -> int:
+    root = resolve_cache_dir(args.cache_dir)
+    entries = sorted(root.glob("*.npy")) if root.is_dir() else []
+    size = sum(p.stat().st_size for p in entries) + sum(
+        p.stat().st_size for p in root.glob("*.json")
+    ) if root.is_dir() else 0
+    if args.action == "info":
+        print(f"embedding cache: {root}")
+        print(f"{len(entries)} entries, {size / 2**20:.1f} MiB")
+        print("set $VILEM_CACHE or --cache-dir to move it; `vilem cache clear` empties it")
+        return 0
+    for p in [*entries, *root.glob("*.json")] if root.is_dir() else []:
+        p.unlink(missing_ok=True)
+    print(f"removed {len(entries)} entries ({size / 2**20:.1f} MiB) from {root}")
+    return 0
+
+
+def _metrics_table(result) -> str:
     from tabulate import tabulate
 
     rows = []
-    intervals = result.get("intervals", {})
-    for key, value in result["metrics"].items():
+    for key, value in result.metrics.items():
         if isinstance(value, (int, float)):
-            ci = intervals.get(key)
+            ci = result.intervals.get(key)
             rows.append([key, f"{value:.2f}", f"[{ci[0]:.2f}, {ci[1]:.2f}]" if ci else ""])
     return tabulate(rows, headers=["metric", "value", "95% CI"], disable_numparse=True)
 
 
-def _cmd_eval(args: argparse.Namespace) -> int:
-    from vilem.data import load_split
-    from vilem.eval.engine import EvalOptions, evaluate
-    from vilem.models import load_model
-    from vilem.results import write_result
+EVAL_OUT = "runs/eval/{model}/{dataset}-{split}__{task}.json"
 
-    _check_eval_outputs(args)
-    opts = EvalOptions(
+
+def eval_out_path(template: str, name: str, dataset: str, split: str, task: str) -> Path:
+    """The result path ``template`` names (``{model}``, ``{dataset}``, ``{split}``, ``{task}``);
+    the model name is made file-safe (``vilem:runs/x`` -> ``vilem-runs-x``)."""
+    from vilem.errors import ConfigError
+
+    safe = "".join(c if c.isalnum() or c in "._-" else "-" for c in name).strip("-.") or "model"
+    try:
+        return Path(template.format(model=safe, dataset=dataset, split=split, task=task))
+    except (KeyError, IndexError, ValueError) as exc:
+        raise ConfigError(
+            f"--out template {template!r} is not valid: {exc}; "
+            "use {model}, {dataset}, {split} and {task}"
+        ) from exc
+
+
+def _querybank(args: argparse.Namespace, options: dict) -> tuple[list[str] | None, str | None]:
+    """QB-Norm's querybank: the captions of ``--querybank-split`` (training captions)."""
+    if args.rerank != "qb-norm":
+        return None, None
+    from vilem.data import load_split
+    from vilem.errors import ConfigError
+
+    if args.querybank_split == args.split:
+        raise ConfigError(
+            f"--querybank-split {args.querybank_split} is the evaluated split: QB-Norm's "
+            "querybank must be training captions, not the test queries"
+        )
+    bank = load_split(args.dataset, args.querybank_split, root=args.root, **dict(options))
+    return bank.texts, f"{args.dataset}/{args.querybank_split} captions"
+
+
+def _eval_options(args: argparse.Namespace, options: dict):
+    from vilem.eval.engine import EvalOptions
+
+    querybank, label = _querybank(args, options)
+    return EvalOptions(
+        rerank=args.rerank,
+        querybank=querybank,
+        querybank_label=label,
         batch_size=args.batch_size,
         num_workers=args.workers,
         frames=args.frames,
@@ -83,33 +133,51 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         skip_bad_media=args.skip_bad_media,
         bootstrap=args.bootstrap,
         seed=args.seed,
+        recall_ks=tuple(args.recall_k),
+        precision=args.precision,
+        limit=args.limit,
         cache_dir=None if args.no_cache else resolve_cache_dir(args.cache_dir),
         quiet=args.quiet,
     )
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from vilem.data import load_split
+    from vilem.eval.engine import evaluate
+    from vilem.models import load_model
+    from vilem.results import ModelRecord, write_result
+
+    name = args.name or args.model
+    args.out = eval_out_path(str(args.out), name, args.dataset, args.split, args.task)
+    _check_eval_outputs(args)
+    options = _options(args.data_option)
+    opts = _eval_options(args, options)
     from vilem.dist import cleanup, init_distributed
 
     # under torchrun each rank encodes its shard; rank 0 prints and writes the result
     info = init_distributed(args.device)
     try:
-        split = load_split(args.dataset, args.split, root=args.root, **_options(args.data_option))
+        split = load_split(args.dataset, args.split, root=args.root, **dict(options))
         model = load_model(args.model, device=str(info.device))
-        model_info = {"spec": args.model, **model.describe()}
         result = evaluate(
-            model, model_info, split, args.task, opts, save_embeddings_dir=args.save_embeddings
-        )
+            model, split, args.task, opts,
+            record=ModelRecord(name=name, spec=args.model),
+            data_options=options,
+            save_embeddings_dir=args.save_embeddings,
+        )  # fmt: skip
     finally:
         cleanup()
     if not info.is_main:
         return 0
-    counts = result["dataset"]["counts"]
+    counts = result.dataset.counts
+    limited = f", first {opts.limit} only (--limit)" if opts.limit else ""
     print(
-        f"{args.model} on {args.dataset}/{args.split} ({counts['items']} items, "
-        f"{counts['texts']} texts, {counts['skipped_items']} skipped) - {args.task}"
+        f"{name} on {args.dataset}/{args.split} ({counts['items']} items, "
+        f"{counts['texts']} texts, {counts['skipped_items']} skipped{limited}) - {args.task}"
     )
     print(_metrics_table(result))
-    if args.out:
-        write_result(args.out, result)
-        print(f"result written to {args.out}")
+    write_result(args.out, result)
+    print(f"result written to {args.out}")
     return 0
 
 
@@ -155,10 +223,17 @@ def resolve_cache_dir(value: str | None) -> Path:
 
 
 def _add_eval(sub: argparse._SubParsersAction) -> None:
+    from vilem.eval.engine import PRECISIONS, SAMPLINGS, EvalOptions
+    from vilem.eval.rerank import RERANKERS
     from vilem.eval.tasks import task_names
 
+    d = EvalOptions()
     p = sub.add_parser("eval", help="evaluate a model on a dataset split")
-    p.add_argument("--model", required=True, help="model spec: random, hf-clip:DIR, vilem:DIR")
+    p.add_argument(
+        "--model", required=True,
+        help="model spec: random, hf-clip:DIR, vilem:DIR, py:module:attr (see `vilem models`)",
+    )  # fmt: skip
+    p.add_argument("--name", help="the model's name in the result and tables (default: the spec)")
     p.add_argument("--dataset", required=True, help="dataset name (see `vilem datasets`)")
     p.add_argument("--root", help="dataset root (default: datasets/<name> or $VILEM_DATA/<name>)")
     p.add_argument("--split", default="test")
@@ -167,17 +242,41 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
         help="adapter option, e.g. annotation=dataset_coco.json (repeatable)",
     )  # fmt: skip
     p.add_argument("--task", default="retrieval", choices=task_names())
-    p.add_argument("--out", type=Path, help="write the JSON result here")
+    p.add_argument(
+        "--out", default=EVAL_OUT, metavar="FILE",
+        help="where the JSON result goes; {model}, {dataset}, {split}, {task} are filled in",
+    )  # fmt: skip
     p.add_argument("--save-embeddings", type=Path, metavar="DIR", help="write .npy embeddings")
     p.add_argument("--skip-bad-media", action="store_true", help="skip missing/corrupt media")
     p.add_argument(
-        "--bootstrap", type=nonnegative_int, default=1000, help="resamples for 95%% CIs (0: off)"
+        "--limit", type=positive_int, metavar="N",
+        help="only the first N items, for a quick look (marked in the result)",
+    )  # fmt: skip
+    p.add_argument(
+        "--recall-k", type=positive_int, nargs="+", default=list(d.recall_ks), metavar="K",
+        help="the recall@K levels reported (RSUM sums them)",
+    )  # fmt: skip
+    p.add_argument("--precision", default=d.precision, choices=PRECISIONS, help="encoding dtype")
+    p.add_argument(
+        "--rerank", choices=RERANKERS,
+        help="re-rank retrieval with dual softmax or QB-Norm: reported as its own protocol "
+        "(default: plain similarities)",
+    )  # fmt: skip
+    p.add_argument(
+        "--querybank-split", default="train", metavar="SPLIT",
+        help="QB-Norm's querybank: the captions of this split (never the evaluated one)",
+    )  # fmt: skip
+    p.add_argument(
+        "--bootstrap", type=nonnegative_int, default=d.bootstrap,
+        help="resamples for 95%% CIs (0: off)",
+    )  # fmt: skip
+    p.add_argument("--batch-size", type=positive_int, default=d.batch_size)
+    p.add_argument(
+        "--workers", type=nonnegative_int, default=d.num_workers, help="data-loading processes"
     )
-    p.add_argument("--batch-size", type=positive_int, default=64)
-    p.add_argument("--workers", type=nonnegative_int, default=2, help="data-loading processes")
-    p.add_argument("--frames", type=positive_int, default=12, help="frames sampled per video")
-    p.add_argument("--sampling", default="uniform", choices=("uniform", "headtail", "random"))
-    p.add_argument("--seed", type=nonnegative_int, default=0)
+    p.add_argument("--frames", type=positive_int, default=d.frames, help="frames sampled per video")
+    p.add_argument("--sampling", default=d.sampling, choices=SAMPLINGS)
+    p.add_argument("--seed", type=nonnegative_int, default=d.seed)
     p.add_argument("--device", default="auto", help="auto (cuda when available), cpu, cuda")
     p.add_argument("--cache-dir", help="embedding cache (default: $VILEM_CACHE or ~/.cache/vilem)")
     p.add_argument("--no-cache", action="store_true", help="do not read or write the cache")
@@ -185,10 +284,50 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_eval)
 
 
+def _no_default(value: object) -> bool:
+    return value is None or value is False or value == argparse.SUPPRESS or value == []
+
+
+class _Help(argparse.HelpFormatter):
+    """Help that shows each option's default, unless it has none or its text already says."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if (
+            _no_default(default)
+            or "default" in text
+            or action.option_strings == []
+            and action.nargs == 0
+        ):
+            return text
+        return f"{text} (default: %(default)s)".strip()
+
+    def _format_action(self, action: argparse.Action) -> str:
+        if action.help is None and action.option_strings and not _no_default(action.default):
+            action.help = "(default: %(default)s)"  # a bare option still shows its default
+        return super()._format_action(action)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with a did-you-mean for a mistyped flag, printed with the (sub)command's own
+    usage."""
+
+    def unknown(self, extra: list[str]) -> None:
+        from vilem.registry import closest
+
+        known = sorted(self._option_string_actions)
+        hints = [closest(a.split("=")[0], known) for a in extra if a.startswith("-")]
+        self.error(f"unrecognized arguments: {' '.join(extra)}{''.join(h for h in hints if h)}")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    from vilem import __version__
+
+    parser = _Parser(
         prog="vilem", description="Train and benchmark dual-encoder retrieval models (ViLEM)."
     )
+    parser.add_argument("--version", action="version", version=f"vilem {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("datasets", help="list dataset adapters").set_defaults(func=_cmd_datasets)
     sub.add_parser("models", help="list model builders").set_defaults(func=_cmd_models)
@@ -201,12 +340,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="regenerate even if up to date")
     p.set_defaults(func=_cmd_data)
     _add_eval(sub)
+    p = sub.add_parser("cache", help="show or empty the embedding cache")
+    p.add_argument("action", choices=("info", "clear"))
+    p.add_argument("--cache-dir", help="embedding cache (default: $VILEM_CACHE or ~/.cache/vilem)")
+    p.set_defaults(func=_cmd_cache)
     from vilem.bench import cli as bench_cli
     from vilem.report import cli as report_cli
     from vilem.train import cli as train_cli
 
     for mod in (train_cli, bench_cli, report_cli):
         mod.add_parsers(sub)
+    for command in sub.choices.values():  # every --help shows the defaults
+        command.formatter_class = _Help
     return parser
 
 
@@ -214,7 +359,19 @@ def _is_override(arg: str) -> bool:
     return not arg.startswith("-") and "=" in arg
 
 
+def _quiet_libraries() -> None:
+    """No progress bars or advice from Hugging Face libraries: vilem prints its own progress."""
+    for key, value in (
+        ("TRANSFORMERS_VERBOSITY", "error"),
+        ("HF_HUB_DISABLE_PROGRESS_BARS", "1"),
+        ("TOKENIZERS_PARALLELISM", "false"),
+        ("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1"),
+    ):
+        os.environ.setdefault(key, value)
+
+
 def main(argv: list[str] | None = None) -> int:
+    _quiet_libraries()
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     # `key=value` overrides may follow options (`vilem train --config X --out Y lr=...`), which
@@ -222,7 +379,8 @@ def main(argv: list[str] | None = None) -> int:
     if extra and hasattr(args, "overrides") and all(_is_override(a) for a in extra):
         args.overrides = list(args.overrides or []) + extra
     elif extra:
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        sub.choices[args.command].unknown(extra)
     try:
         return int(args.func(args) or 0)
     except VilemError as exc:

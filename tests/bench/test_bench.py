@@ -1,6 +1,7 @@
 """The benchmark matrix: spec validation, resumable cells, failures recorded, locks, --quick."""
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -9,7 +10,7 @@ import yaml
 from vilem.bench.runner import CellLock, Runner
 from vilem.bench.spec import load_spec, parse_spec
 from vilem.cli import main
-from vilem.errors import ConfigError
+from vilem.errors import ConfigError, VilemError
 from vilem.results import load_result
 
 REPO = Path(__file__).resolve().parents[2]
@@ -74,7 +75,9 @@ def test_run_writes_one_result_per_cell_and_skips_finished_ones(tmp_path):
     assert len(first.done) == 8 and not first.failed
     for name in first.done:
         result = load_result(tmp_path / "out" / "results" / name)
-        assert result["status"] == "ok" and result["versions"]["vilem"]
+        assert result.ok and result.versions["vilem"]
+        assert result.model.request == {"spec": result.model.spec}
+        assert result.protocol.bootstrap == 10 and result.dataset.key in ("syn", "vid")
     cell = tmp_path / "out" / "results" / "random" / "syn__retrieval.json"
     before = cell.stat().st_mtime_ns
     second = Runner(spec, quiet=True).run()
@@ -86,14 +89,78 @@ def test_run_writes_one_result_per_cell_and_skips_finished_ones(tmp_path):
 
 def test_a_failing_cell_is_recorded_and_the_rest_go_on(tmp_path):
     raw = spec_dict(tmp_path)
-    raw["datasets"]["coco"] = {"dataset": "coco", "root": str(tmp_path / "no-coco")}
+    raw["models"]["broken"] = {"spec": f"vilem:{tmp_path / 'no-checkpoint'}"}
     summary = Runner(parse_spec(raw), quiet=True).run()
     assert len(summary.failed) == 4 and len(summary.done) == 8
-    failed = json.loads((tmp_path / "out" / "results" / "random" / "coco__probe.json").read_text())
-    assert failed["status"] == "failed" and "dataset root for 'coco' not found" in failed["error"]
+    failed = json.loads((tmp_path / "out" / "results" / "broken" / "syn__probe.json").read_text())
+    assert failed["status"] == "failed" and "no-checkpoint" in failed["error"]
+    # the failure carries the protocol the cell was planned with
+    assert failed["protocol"]["bootstrap"] == 10 and failed["dataset"]["key"] == "syn"
     # failed cells are retried on the next run
     again = Runner(parse_spec(raw), quiet=True).run()
     assert len(again.failed) == 4 and again.done == []
+
+
+def test_missing_data_typos_and_a_wrong_baseline_fail_before_any_work(tmp_path):
+    raw = spec_dict(tmp_path)
+    raw["datasets"]["coco"] = {"dataset": "coco", "root": str(tmp_path / "no-coco")}
+    with pytest.raises(VilemError, match="datasets.coco: dataset root for 'coco' not found"):
+        Runner(parse_spec(raw), quiet=True).run()
+    assert not (tmp_path / "out" / "results").exists()
+    raw = spec_dict(tmp_path)
+    raw["datasets"]["syn"]["options"]["confg"] = {}
+    with pytest.raises(VilemError, match="datasets.syn: .*confg"):
+        Runner(parse_spec(raw), quiet=True).run()
+    raw = spec_dict(tmp_path)
+    raw["models"]["itc"] = {"train": "small-itc", "overrides": ["optim.stesp=3"]}
+    with pytest.raises(VilemError, match="models.itc: .*stesp"):
+        Runner(parse_spec(raw), quiet=True).run()
+    raw["models"]["itc"] = {"train": "small-itcc"}
+    with pytest.raises(VilemError, match="models.itc: .*small-itcc"):
+        Runner(parse_spec(raw), quiet=True).run()
+    with pytest.raises(ConfigError, match="--baseline: no model 'randm' .*did you mean 'random'"):
+        Runner(parse_spec(spec_dict(tmp_path)), quiet=True, baseline="randm").run()
+    assert not (tmp_path / "out" / "results").exists()
+
+
+def test_a_changed_protocol_or_model_reruns_the_cell_and_says_why(tmp_path, capsys):
+    raw = spec_dict(tmp_path, tasks=["retrieval"])
+    Runner(parse_spec(raw), quiet=True).run()
+    cell = tmp_path / "out" / "results" / "random" / "syn__retrieval.json"
+    raw["bootstrap"] = 20
+    summary = Runner(parse_spec(raw)).run()
+    assert len(summary.done) == 4 and summary.skipped == []
+    assert "rerunning random/syn__retrieval.json: the protocol changed (bootstrap 10 -> 20)" in (
+        capsys.readouterr().out
+    )
+    assert load_result(cell).protocol.bootstrap == 20
+    raw["models"]["random"]["spec"] = "random:7"
+    summary = Runner(parse_spec(raw)).run()
+    assert sorted(summary.done) == ["random/syn__retrieval.json", "random/vid__retrieval.json"]
+    assert "the model changed (spec random -> random:7)" in capsys.readouterr().out
+    raw["datasets"]["syn"]["split"] = "val"
+    summary = Runner(parse_spec(raw), quiet=True).run()
+    assert sorted(summary.done) == ["random/syn__retrieval.json", "random1/syn__retrieval.json"]
+    assert load_result(cell).dataset.split == "val"
+
+
+def test_a_failed_rerun_never_replaces_an_ok_result(tmp_path):
+    raw = spec_dict(tmp_path, tasks=["retrieval"])
+    Runner(parse_spec(raw), quiet=True).run()
+    cell = tmp_path / "out" / "results" / "random1" / "syn__retrieval.json"
+    before = cell.read_bytes()
+    raw["models"]["random1"]["spec"] = f"vilem:{tmp_path / 'gone'}"
+    summary = Runner(parse_spec(raw), quiet=True).run()
+    assert "random1/syn__retrieval.json" in summary.failed
+    assert cell.read_bytes() == before
+    beside = cell.with_name("syn__retrieval.failed.json")
+    assert load_result(beside).status == "failed"
+    # the leaderboard still shows the good result, under its own protocol
+    from vilem.results import collect
+
+    records, _ = collect(tmp_path / "out" / "results")
+    ok = [r for r in records if r.model.name == "random1" and r.dataset.key == "syn" and r.ok]
+    assert len(ok) == 1
 
 
 def test_a_cell_locked_by_a_live_run_is_left_alone(tmp_path):
@@ -102,7 +169,7 @@ def test_a_cell_locked_by_a_live_run_is_left_alone(tmp_path):
     holder = CellLock(lock_path)
     assert holder.acquire()
     summary = Runner(spec, quiet=True).run()
-    assert summary.busy == ["random/syn__retrieval.json"]
+    assert summary.busy == [f"random/syn__retrieval.json (pid {os.getpid()})"]
     assert not (tmp_path / "out" / "results" / "random" / "syn__retrieval.json").exists()
     holder.release()
 
@@ -138,24 +205,31 @@ def test_default_spec_is_valid_and_its_quick_version_is_smaller():
 
 
 @pytest.mark.slow
-def test_quick_default_bench_end_to_end_then_resume_and_report(tmp_path, capsys):
-    out = tmp_path / "quick"
-    spec = str(REPO / "benchmarks" / "default.yaml")
-    code = main(["bench", spec, "--quick", "--out", str(out), "--quiet", "--baseline", "itc"])
+def test_quick_default_bench_end_to_end_then_resume_and_report(tmp_path, capsys, monkeypatch):
+    # as a new user would, from a folder that is not the repository: the spec is packaged
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "runs" / "bench" / "default-quick"
+    code = main(["bench", "--quick", "--quiet", "--baseline", "itc"])
     printed = capsys.readouterr().out
     assert code == 0, printed
     results = sorted(p.relative_to(out / "results").as_posix()
                      for p in (out / "results").rglob("*.json"))  # fmt: skip
     assert "vilem/synthetic__proofread.json" in results
     assert "vilem-video/synthetic-video__retrieval.json" in results
+    # the main job scores every video protocol: multi-sentence, one caption, paragraph
+    for key in ("synthetic-video", "synthetic-video-1k", "synthetic-video-para"):
+        assert f"vilem/{key}__retrieval.json" in results
+    para = load_result(out / "results" / "vilem" / "synthetic-video-para__retrieval.json")
+    assert para.dataset.protocol == "paragraph" and para.dataset.counts["texts"] == 8
     assert "itc/synthetic__proofread.json" not in results  # not applicable: no heads
     for name in results:
-        assert load_result(out / "results" / name)["status"] == "ok", name
+        result = load_result(out / "results" / name)
+        assert result.ok and result.protocol.quick and result.toy, name
     assert "Δ rsum" in printed and "| vilem " in printed
     # a killed run resumes: only the missing cell is redone, trained models are reused
     (out / "results" / "vilem" / "synthetic__probe.json").unlink()
-    assert main(["bench", spec, "--quick", "--out", str(out), "--quiet"]) == 0
-    assert "1 run, 16 already done" in capsys.readouterr().out
+    assert main(["bench", "default", "--quick", "--quiet"]) == 0
+    assert f"1 run, {len(results) - 1} already done" in capsys.readouterr().out
     assert main(["report", str(out / "results"), "--out", str(tmp_path / "rep"),
                  "--baseline", "itc"]) == 0  # fmt: skip
     assert (tmp_path / "rep" / "report.html").read_text().count("data:image/png;base64") >= 3

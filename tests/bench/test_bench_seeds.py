@@ -161,14 +161,16 @@ def test_runner_trains_once_per_seed_and_writes_per_seed_results(tmp_path, fake_
     results = tmp_path / "out" / "results"
     for k in (0, 1):
         r = load_result(results / "itc" / f"seed{k}" / "syn__retrieval.json")
-        assert r["extra"]["train_seed"] == k and r["seed"] == 7  # scored with the spec's seed
-        assert r["extra"]["train_log"] == f"models/itc/seed{k}/log.jsonl"
+        # scored with the spec's seed
+        assert r.model.train_seed == k and r.protocol.seed == 7
+        assert r.model.train_log == f"models/itc/seed{k}/log.jsonl"
+        assert r.model.request["train"] == "small-itc" and r.model.request["config"]
     untrained = load_result(results / "random" / "syn__retrieval.json")
-    assert "train_seed" not in untrained["extra"]
+    assert untrained.model.train_seed is None
     # the seeds score differently on identical queries
     r0, r1 = (load_result(results / "itc" / f"seed{k}" / "syn__retrieval.json") for k in (0, 1))
-    assert r0["per_query"] != r1["per_query"]
-    assert len(r0["per_query"]["t2i_ranks"]) == len(r1["per_query"]["t2i_ranks"])
+    assert r0.per_query != r1.per_query
+    assert len(r0.per_query["t2i_ranks"]) == len(r1.per_query["t2i_ranks"])
     again = Runner(spec, quiet=True).run()
     assert again.done == [] and len(again.skipped) == 9 and len(fake_training) == 5
 
@@ -181,7 +183,7 @@ def test_a_single_seed_spec_keeps_the_old_layout(tmp_path, fake_training):
     assert {c["seed"] for c in fake_training} == {7}
     assert fake_training[-1]["init_from"] == str(tmp_path / "out" / "models" / "itc" / "model")
     r = load_result(tmp_path / "out" / "results" / "itc" / "syn__retrieval.json")
-    assert "train_seed" not in r["extra"] and r["extra"]["train_log"] == "models/itc/log.jsonl"
+    assert r.model.train_seed is None and r.model.train_log == "models/itc/log.jsonl"
 
 
 def test_bench_report_writes_comparison_json_and_prints_the_deltas(tmp_path, fake_training, capsys):
@@ -203,7 +205,8 @@ def test_bench_report_writes_comparison_json_and_prints_the_deltas(tmp_path, fak
     assert code == 0, printed
     comp = json.loads((report / "comparison.json").read_text())
     assert (comp["model"], comp["baseline"], comp["seeds"]) == ("vilem", "itc", [0, 1])
-    assert comp["datasets"] == {"image": "synthetic/test", "video": "synthetic-video/test"}
+    # the spec's dataset keys name the data compared
+    assert comp["datasets"] == {"image": "syn/test", "video": "vid/test"}
     deltas = comp["deltas"]
     assert set(deltas) == {"image_rsum", "image_probe_macro", "video_zero_shot_rsum"}
     for key in ("image_rsum", "video_zero_shot_rsum"):
@@ -252,3 +255,26 @@ def test_the_device_flag_reaches_training_as_well_as_evaluation(tmp_path, fake_t
     fake_training.clear()
     Runner(parse_spec(seeded_spec(tmp_path, out=str(tmp_path / "out2"))), quiet=True).run()
     assert fake_training and {c["device"] for c in fake_training} == {"auto"}  # the recipe's
+
+
+def test_a_changed_recipe_retrains_the_model_and_keeps_the_old_one_aside(
+    tmp_path, fake_training, capsys
+):
+    raw = seeded_spec(tmp_path, tasks=["retrieval"])
+    del raw["seeds"], raw["models"]["abl"]
+    Runner(parse_spec(raw), quiet=True).run()
+    assert len(fake_training) == 2
+    models = tmp_path / "out" / "models"
+    assert json.loads((models / "itc" / "bench_request.json").read_text())["train"] == "small-itc"
+    # the same spec again: nothing is trained or evaluated
+    again = Runner(parse_spec(raw), quiet=True).run()
+    assert again.done == [] and len(fake_training) == 2
+    raw["models"]["itc"]["overrides"] = ["optim.lr=1e-3"]
+    summary = Runner(parse_spec(raw)).run()
+    out = capsys.readouterr().out
+    assert "[bench] retraining itc: its recipe changed" in out
+    assert "rerunning itc/syn__retrieval.json: the model changed" in out
+    # itc, then its fine-tune (which starts from the new itc) are trained again
+    assert [c["dir"].name for c in fake_training[2:]] == ["itc", "itc-video"]
+    assert (models / "itc.previous" / "model" / "config.json").is_file()
+    assert "itc/syn__retrieval.json" in summary.done

@@ -63,9 +63,17 @@ def test_proofread_task_writes_detection_and_correction_scores(setup, tmp_path, 
     result = json.loads(out.read_text())
     for key in ("ed_precision", "ed_recall", "ed_f1", "ed_ap", "ec_accuracy"):
         assert 0.0 <= result["metrics"][key] <= 100.0
-    example = result["extra"]["examples"][0]
-    assert len(example["tokens"]) == len(example["error_prob"]) == len(example["is_error"])
-    assert sum(example["is_error"]) >= 1
+    examples = result["examples"]
+    for example in examples:
+        n = len(example["tokens"])
+        assert n == len(example["error_prob"]) == len(example["is_error"])
+        assert n == len(example["original"]) == len(example["correction"])
+        assert sum(example["is_error"]) >= 1 and example["modality"] == "image"
+        # the original token differs from the edited one exactly where the edit is
+        edited = [t != o for t, o in zip(example["tokens"], example["original"], strict=True)]
+        assert edited == [bool(e) for e in example["is_error"]]
+    # examples come from different images
+    assert len({e["media"] for e in examples}) == len(examples) > 1
 
 
 def test_proofread_refuses_a_model_without_heads(setup, capsys):

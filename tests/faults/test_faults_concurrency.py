@@ -9,7 +9,7 @@ import pytest
 from faults_cases import Case, params
 from faults_runner import valid_json, visible_results
 
-SUMMARY = re.compile(r"(\d+) run, (\d+) already done, (\d+) failed, .* (\d+) busy")
+SUMMARY = re.compile(r"(\d+) run, (\d+) already done, (\d+) failed, .* (\d+) in progress")
 
 
 def _two_evals(ctx, vilem):
@@ -23,7 +23,7 @@ def _two_evals(ctx, vilem):
     for o in outcomes:
         assert o.rc == 0 and "Traceback" not in o.stderr, str(o)
     result = valid_json(out)
-    assert result["schema"] == "vilem.result" and result["seed"] in (1, 2)
+    assert result["schema"] == "vilem.result" and result["protocol"]["seed"] in (1, 2)
     assert sorted(p.name for p in ctx.prev.iterdir()) == ["ckpt", "emb", "result.json"]
 
 

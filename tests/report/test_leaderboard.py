@@ -6,7 +6,8 @@ import pytest
 
 from vilem.errors import ConfigError, DataError
 from vilem.report.compare import Delta, paired_delta
-from vilem.report.tables import collect, leaderboard
+from vilem.report.tables import leaderboard
+from vilem.results import collect
 
 
 def md_table(text: str) -> dict[str, dict[str, str]]:
@@ -114,14 +115,14 @@ def test_paired_probe_delta_of_the_balanced_accuracy_resamples_within_each_word(
     base = rec.probe("base", {"relation": [1, 1, 1, 0]})  # a blind "above" preference
     new = rec.probe("new", {"relation": [1, 1, 1, 1]})
     for r, bal in ((base, 50.0), (new, 100.0)):
-        r["per_query"]["word"] = words
-        r["metrics"]["acc_relation_bal"] = bal
+        r.per_query["word"] = words
+        r.metrics["acc_relation_bal"] = bal
     d = paired_delta(new, base, "acc_relation_bal")
     # per word the outcomes are constant, so every resample gives exactly +50
     assert (d.value, d.lo, d.hi) == (50.0, 50.0, 50.0)
     raw = paired_delta(new, base, "acc_relation")
     assert raw.value == 25.0 and raw.lo <= 25.0 <= raw.hi
-    base["per_query"]["word"] = ["above"] * 4
+    base.per_query["word"] = ["above"] * 4
     assert "probe words" in paired_delta(new, base, "acc_relation_bal").note
 
 
@@ -147,7 +148,7 @@ def test_one_table_per_dataset_and_split(rec):
     assert "flickr30k" not in only
 
 
-def test_csv_has_interval_columns_best_star_and_status(rec):
+def test_csv_is_numeric_with_interval_best_and_status_columns(rec):
     records = [
         rec.retrieval("A", metrics={"rsum": 300.0}, intervals={"rsum": [295.0, 305.0]}),
         rec.retrieval("B", metrics={"rsum": 200.0}),
@@ -155,11 +156,17 @@ def test_csv_has_interval_columns_best_star_and_status(rec):
     ]
     rows = list(csv.DictReader(io.StringIO(leaderboard(records, "retrieval", fmt="csv"))))
     by = {r["model"]: r for r in rows}
-    assert by["A"]["rsum ↑"] == "300.0*" and by["A"]["rsum_lo"] == "295.0"
-    assert by["A"]["rsum_hi"] == "305.0"
-    assert by["B"]["rsum ↑"] == "200.0" and by["B"]["rsum_lo"] == ""
-    assert by["C"]["status"] == "failed" and by["C"]["rsum ↑"] == "failed"
+    # numbers only in number columns: no arrows in headers, no marks inside values
+    assert by["A"]["rsum"] == "300.0" and by["A"]["rsum_best"] == "true"
+    assert by["A"]["rsum_lo"] == "295.0" and by["A"]["rsum_hi"] == "305.0"
+    assert by["B"]["rsum"] == "200.0" and by["B"]["rsum_lo"] == ""
+    assert by["B"]["rsum_best"] == "false"
+    assert by["C"]["status"] == "failed" and by["C"]["rsum"] == "" and by["C"]["rsum_best"] == ""
     assert {r["dataset"] for r in rows} == {"synthetic"}
+    for row in rows:
+        for key in ("rsum", "rsum_lo", "rsum_hi"):
+            assert row[key] == "" or float(row[key]) >= 0
+    assert not any("↑" in k or "↓" in k for k in rows[0])
 
 
 def test_latex_is_booktabs_with_bold_best_and_escaped_names(rec):
@@ -184,12 +191,12 @@ def test_collect_reports_and_skips_corrupt_foreign_and_wrong_version_files(rec, 
     (tmp_path / "corrupt.json").write_text('{"schema": "vilem.result", ')
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "foreign.json").write_text(json.dumps({"loss": 1.0}))
-    old = rec.retrieval("C")
+    old = rec.retrieval("C").to_json()
     old["schema_version"] = 99
     (tmp_path / "old.json").write_text(json.dumps(old))
     (tmp_path / "notes.txt").write_text("not json, not looked at")
     records, problems = collect(tmp_path)
-    assert sorted(r["model"]["spec"] for r in records) == ["A", "B"]
+    assert sorted(r.model.spec for r in records) == ["A", "B"]
     reasons = {p.path.rsplit("/", 1)[-1]: p.reason for p in problems}
     assert set(reasons) == {"corrupt.json", "foreign.json", "old.json"}
     assert "not valid JSON" in reasons["corrupt.json"]
@@ -203,7 +210,7 @@ def test_collect_keeps_the_finished_duplicate_and_reports_the_other(rec, tmp_pat
     rec.save(tmp_path / "run1", [rec.failed("A")])
     rec.save(tmp_path / "run2", [rec.retrieval("A")])
     records, problems = collect(tmp_path)
-    assert [r["status"] for r in records] == ["ok"]
+    assert [r.status for r in records] == ["ok"]
     assert len(problems) == 1 and "duplicate" in problems[0].reason
 
 
@@ -232,15 +239,15 @@ def test_columns_and_paired_recipes_come_from_the_task_registry(rec):
     assert cols == ["acc_colour ↑", "acc_shape ↑", "macro ↑", "overall ↑"]
     # retrieval: the registered column order, whatever order the record lists its metrics in
     r = rec.retrieval("A", [1, 2, 3])
-    r["metrics"] = dict(reversed(r["metrics"].items()))
+    r.metrics = dict(reversed(r.metrics.items()))
     header = next(ln for ln in leaderboard([r], "retrieval").splitlines() if ln.startswith("|"))
     cols = [c.strip().removesuffix(" ↑").removesuffix(" ↓") for c in header.strip("|").split("|")]
-    assert cols[1:] == [m for m in get_task("retrieval").columns if m in r["metrics"]]
+    assert cols[1:] == [m for m in get_task("retrieval").columns if m in r.metrics]
     # a task without a per-query recipe (proofread) or unknown to vilem: a delta, no interval
     for task in ("proofread", "somethingnew"):
         a, b = rec.failed("A", task), rec.failed("B", task)
         for x, v in ((a, 2.0), (b, 1.0)):
-            x.update(status="ok", metrics={"ed_f1": v}, per_query={"x": [1.0]})
+            x.status, x.metrics, x.per_query = "ok", {"ed_f1": v}, {"x": [1.0]}
         d = paired_delta(a, b, "ed_f1")
         assert (d.value, d.lo, d.note) == (1.0, None, f"no per-query recipe for task {task!r}")
 
@@ -250,9 +257,10 @@ def test_leaderboard_function_and_tables_module_do_not_shadow_each_other():
 
     import vilem.report
     import vilem.report.tables
+    import vilem.results
 
     assert callable(vilem.report.leaderboard)
     assert vilem.report.leaderboard is vilem.report.tables.leaderboard
-    assert vilem.report.collect is vilem.report.tables.collect
+    assert vilem.report.collect is vilem.results.collect
     with pytest.raises(ModuleNotFoundError):
         importlib.import_module("vilem.report.leaderboard")

@@ -26,7 +26,7 @@ def test_leaderboard_writes_csv_to_a_file(rec, tmp_path):
     results = rec.save(tmp_path / "res", [rec.retrieval("A")])
     target = tmp_path / "out" / "board.csv"
     assert run(["leaderboard", str(results), "--format", "csv", "--out", str(target)]) == 0
-    assert target.read_text().startswith("dataset,split,task,model,status,")
+    assert target.read_text().startswith("dataset,split,task,protocol,toy,model,")
 
 
 def test_leaderboard_unknown_baseline_names_the_closest_model(rec, tmp_path):

@@ -10,7 +10,7 @@ from typing import Any
 
 from vilem.io import check_writable
 
-DEFAULT_SPEC = Path("benchmarks") / "default.yaml"
+DEFAULT_SPEC = "default"  # the main job; packaged, so `vilem bench` works from any folder
 
 
 def comparison_table(comp: dict[str, Any]) -> str:
@@ -35,7 +35,7 @@ def comparison_table(comp: dict[str, Any]) -> str:
     return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
 
 
-def _compare(records: list[dict], names: dict[str, str]) -> dict[str, Any]:
+def _compare(records: list, names: dict[str, str]) -> dict[str, Any]:
     from vilem.report.compare import comparison
 
     return comparison(
@@ -45,6 +45,18 @@ def _compare(records: list[dict], names: dict[str, str]) -> dict[str, Any]:
         video_model=names.get("video_model"),
         video_baseline=names.get("video_baseline"),
     )
+
+
+def _report_pairs(compare: dict[str, str] | None, present: set[str]) -> list | None:
+    """The spec's ``compare`` pairs whose models both have results (--quick drops some), for
+    the report's findings; None (every model against the baseline) without a ``compare``."""
+    if not compare:
+        return None
+    pairs = [(compare["model"], compare["baseline"])]
+    if compare.get("video_model"):
+        pairs.append((compare["video_model"], compare["video_baseline"]))
+    kept = [p for p in pairs if set(p) <= present]
+    return kept or None
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
@@ -57,18 +69,24 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     )
     if args.report:
         check_writable(args.report, "dir", "--report")
-    summary = Runner(spec, rerun=args.rerun, quiet=args.quiet, device=args.device).run()
+    runner = Runner(
+        spec, rerun=args.rerun, quiet=args.quiet, device=args.device, baseline=args.baseline
+    )
+    summary = runner.run()
     print(
         f"[bench] {spec.name}: {len(summary.done)} run, {len(summary.skipped)} already done, "
         f"{len(summary.failed)} failed, {len(summary.not_applicable)} not applicable, "
-        f"{len(summary.busy)} busy in another run; {summary.seconds:.0f} s"
+        f"{len(summary.busy)} in progress in another run; {summary.seconds:.0f} s"
     )
+    for cell in summary.busy:
+        print(f"[bench] in progress elsewhere: {cell}")
     results = Path(spec.out) / "results"
-    from vilem.report.tables import collect, leaderboard
+    from vilem.report.tables import leaderboard
+    from vilem.results import collect
 
-    records, _ = collect(results)
+    records, _ = collect(results) if results.is_dir() else ([], [])
     for task in spec.tasks:
-        if any(r["task"] == task for r in records):
+        if any(r.task == task for r in records):
             print(f"\n## {task}\n")
             print(leaderboard(records, task, baseline=args.baseline))
     comp = _compare(records, spec.compare) if spec.compare and records else None
@@ -79,7 +97,10 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         from vilem.io import atomic_write_json
         from vilem.report.report import build_report
 
-        path = build_report(results, Path(args.report), baseline=args.baseline, title=spec.name)
+        path = build_report(
+            results, Path(args.report), baseline=args.baseline, title=spec.name,
+            pairs=_report_pairs(spec.compare, {r.model.name for r in records}),
+        )  # fmt: skip
         print(f"\nreport written to {path}")
         if comp is not None:
             atomic_write_json(Path(args.report) / "comparison.json", comp)
@@ -91,7 +112,8 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     from vilem.errors import ConfigError, DataError
     from vilem.io import atomic_write_json
     from vilem.registry import closest
-    from vilem.report.tables import collect, models_in
+    from vilem.report.tables import models_in
+    from vilem.results import collect
 
     if args.out:
         check_writable(args.out, "file", "--out")
@@ -119,9 +141,25 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_migrate(args: argparse.Namespace) -> int:
+    from vilem.bench.migrate import migrate
+    from vilem.bench.spec import load_spec
+
+    spec = load_spec(args.spec, quick=args.quick)
+    done, current = migrate(args.results_dir, spec, dry_run=args.dry_run)
+    verb = "would migrate" if args.dry_run else "migrated"
+    where = args.results_dir
+    print(f"{verb} {done} result file(s) to schema 2 ({current} already were) in {where}")
+    return 0
+
+
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="run a benchmark matrix (models x datasets x tasks)")
-    p.add_argument("spec", nargs="?", default=str(DEFAULT_SPEC), help="spec YAML")
+    p.add_argument(
+        "spec", nargs="?", default=DEFAULT_SPEC,
+        help="a spec YAML file, or a packaged spec: default (the main job), seeds, ablations "
+        "(benchmarks/<name>.yaml in the repository)",
+    )  # fmt: skip
     p.add_argument("--out", type=Path, help="results folder (default: the spec's `out`)")
     p.add_argument("--rerun", action="store_true", help="rerun finished cells")
     p.add_argument("--quick", action="store_true", help="the spec's reduced version")
@@ -148,3 +186,13 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--video-baseline", help="its baseline")
     p.add_argument("--out", type=Path, metavar="FILE", help="also write comparison.json here")
     p.set_defaults(func=_cmd_compare)
+
+    p = sub.add_parser(
+        "migrate",
+        help="rewrite a bench folder's schema-1 results as schema 2 (protocol from the spec)",
+    )
+    p.add_argument("results_dir", type=Path, metavar="RESULTS_DIR", help="the bench's results/")
+    p.add_argument("--spec", required=True, help="the spec that produced them")
+    p.add_argument("--quick", action="store_true", help="they are the spec's --quick run")
+    p.add_argument("--dry-run", action="store_true", help="check and count, write nothing")
+    p.set_defaults(func=_cmd_migrate)

@@ -10,7 +10,11 @@ from typing import Any
 
 from vilem.config import from_dict, read_yaml
 from vilem.errors import ConfigError
+from vilem.eval.engine import PRECISIONS, SAMPLINGS, EvalOptions
+from vilem.eval.rerank import RERANKERS
 from vilem.registry import closest
+
+_EVAL = EvalOptions()  # the defaults `vilem eval` has too
 
 
 @dataclass
@@ -31,6 +35,8 @@ class DatasetEntry:
     split: str = "test"
     root: str | None = None
     options: dict[str, Any] = field(default_factory=dict)  # adapter options
+    rerank: str | None = None  # re-rank its retrieval: dsl or qb-norm (its own protocol)
+    querybank_split: str = "train"  # QB-Norm's querybank: this split's captions
 
 
 @dataclass
@@ -49,6 +55,8 @@ class _DatasetFields:  # a datasets.<name> entry as written
     split: str = "test"
     root: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    rerank: str | None = None
+    querybank_split: str = "train"
 
 
 @dataclass
@@ -78,13 +86,26 @@ class BenchSpec:
     datasets: list[DatasetEntry]
     tasks: list[str]
     exclude: list[dict[str, str]] = field(default_factory=list)
-    seed: int = 0
-    bootstrap: int = 1000
-    frames: int = 8  # frames per video at evaluation
+    seed: int = _EVAL.seed
+    bootstrap: int = _EVAL.bootstrap
+    frames: int = _EVAL.frames  # frames per video at evaluation
+    sampling: str = _EVAL.sampling
+    recall_ks: list[int] = field(default_factory=lambda: list(_EVAL.recall_ks))
+    precision: str = _EVAL.precision
     mlm: dict[str, Any] | None = None  # train-lm settings for recipes that need an MLM
     quick: dict[str, Any] = field(default_factory=dict)  # what --quick changes
     seeds: list[int] | None = None  # train every `train:` entry once per seed; None: once
     compare: dict[str, str] | None = None  # model/baseline (+ video_*) for comparison.json
+    is_quick: bool = False  # this is the --quick (toy-scale) version
+    source: str = "spec"  # the spec file
+
+    def eval_options(self, cache_dir: Path | None = None, quiet: bool = True) -> EvalOptions:
+        """How every cell is evaluated (the same for every training seed)."""
+        return EvalOptions(
+            bootstrap=self.bootstrap, seed=self.seed, frames=self.frames,
+            sampling=self.sampling, recall_ks=tuple(self.recall_ks), precision=self.precision,
+            quick=self.is_quick, cache_dir=cache_dir, quiet=quiet, num_workers=0,
+        )  # fmt: skip
 
     def train_seeds(self, entry: ModelEntry) -> list[int | None]:
         """The training seeds ``entry`` runs with: ``[None]`` (once, as without ``seeds``) for
@@ -146,9 +167,12 @@ class SpecFile:
     datasets: dict[str, Any] = field(default_factory=dict)
     tasks: list[str] = field(default_factory=lambda: ["retrieval"])
     exclude: list[dict[str, str]] | None = None
-    seed: int = 0
-    bootstrap: int = 1000
-    frames: int = 8
+    seed: int = _EVAL.seed
+    bootstrap: int = _EVAL.bootstrap
+    frames: int = _EVAL.frames
+    sampling: str = _EVAL.sampling
+    recall_ks: list[int] = field(default_factory=lambda: list(_EVAL.recall_ks))
+    precision: str = _EVAL.precision
     mlm: dict[str, Any] | None = None
     quick: QuickCfg = field(default_factory=QuickCfg)
     seeds: Any = None  # checked by _seed_list (its messages say what a seed list is)
@@ -298,6 +322,16 @@ def _datasets(spec: SpecFile, quick: bool, source: str) -> list[DatasetEntry]:
         merged = {**vars(entry), **{k: v for k, v in vars(patch).items() if v is not None}}
         merged["options"] = {**entry.options, **(patch.options or {})}
         d = DatasetEntry(name=str(name), **merged)
+        if d.rerank is not None:
+            _choice(d.rerank, RERANKERS, f"datasets.{d.name}.rerank", source)
+            if d.rerank == "qb-norm" and d.querybank_split == d.split:
+                raise ConfigError(
+                    f"{source}: datasets.{d.name}: the querybank_split is the evaluated split; "
+                    "QB-Norm's querybank must be training captions"
+                )
+        if d.dataset.startswith("py:"):  # imported and checked when the split is loaded
+            datasets.append(d)
+            continue
         if d.dataset not in DATASETS:
             raise ConfigError(
                 f"{source}: datasets.{d.name}: unknown dataset {d.dataset!r}"
@@ -356,11 +390,31 @@ def parse_spec(
         seed=spec.seed,
         bootstrap=bootstrap,
         frames=spec.frames,
+        sampling=_choice(spec.sampling, SAMPLINGS, "sampling", source),
+        recall_ks=_recall_ks(spec.recall_ks, source),
+        precision=_choice(spec.precision, PRECISIONS, "precision", source),
         mlm=mlm,
         quick=raw.get("quick") or {},
         seeds=seeds,
         compare=compare,
+        is_quick=quick,
+        source=source,
     )
+
+
+def _recall_ks(value: list[int], source: str) -> list[int]:
+    if not value or any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in value):
+        raise ConfigError(f"{source}: recall_ks must be a list of positive integers, got {value}")
+    return sorted(set(value))
+
+
+def _choice(value: str, choices: tuple[str, ...], key: str, source: str) -> str:
+    if value not in choices:
+        raise ConfigError(
+            f"{source}: {key} {value!r} is not one of {', '.join(choices)}"
+            f"{closest(str(value), list(choices))}"
+        )
+    return value
 
 
 def _check_model_spec(spec: str, where: str) -> None:
@@ -371,9 +425,24 @@ def _check_model_spec(spec: str, where: str) -> None:
         raise ConfigError(f"{where}: unknown model {name!r}{closest(name, MODELS.names())}")
 
 
+PACKAGED = Path(__file__).resolve().parent.parent / "specs"  # default, seeds, ablations
+
+
+def spec_path(name: str | Path) -> Path:
+    """A spec file: the path given, else a packaged spec of that name (``default``)."""
+    path = Path(name)
+    if path.is_file() or path.is_dir():
+        return path
+    packaged = sorted(p.stem for p in PACKAGED.glob("*.yaml"))
+    if str(name) in packaged:
+        return PACKAGED / f"{name}.yaml"
+    raise ConfigError(
+        f"benchmark spec not found: {path}{closest(str(name), packaged)}; "
+        f"packaged specs: {', '.join(packaged)}"
+    )
+
+
 def load_spec(path: str | Path, quick: bool = False, out: str | None = None) -> BenchSpec:
-    path = Path(path)
-    if not path.is_file() and not path.is_dir():
-        raise ConfigError(f"benchmark spec not found: {path}")
+    path = spec_path(path)
     raw = read_yaml(path, "benchmark spec")
     return parse_spec(raw, source=str(path), quick=quick, out=out)

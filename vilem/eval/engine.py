@@ -5,9 +5,11 @@ Kept free of CLI concerns: the CLI and the benchmark matrix both call ``evaluate
 
 from __future__ import annotations
 
+import contextlib
+import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,26 +20,68 @@ from tqdm import tqdm
 
 from vilem.data.base import Split
 from vilem.data.media import MediaDataset
+from vilem.data.video import decoding_record
 from vilem.dist import all_agree, gather_rows, rank_world, shard_bounds
 from vilem.errors import ConfigError, DataError, one_line
 from vilem.eval.cache import EmbeddingCache, cache_key, digest_strings
 from vilem.eval.tasks import get_task
 from vilem.io import atomic_write_bytes, atomic_write_json
+from vilem.metrics.info import RECALL_KS
 from vilem.models.base import RetrievalModel
-from vilem.results import make_result
+from vilem.results import DatasetRecord, ModelRecord, Protocol, Result, typed
+
+PRECISIONS = ("fp32", "bf16", "fp16")
+SAMPLINGS = ("uniform", "headtail", "random")  # where the frames of a video are taken
 
 
 @dataclass
 class EvalOptions:
+    """How a split is evaluated. These are THE defaults: ``vilem eval``'s flags and a bench
+    spec's top-level settings both start from them."""
+
     batch_size: int = 64
     num_workers: int = 2
     frames: int = 12  # frames per video, sampled `sampling`-wise (CLIP4Clip: 12 uniform)
     sampling: str = "uniform"
     skip_bad_media: bool = False
     bootstrap: int = 1000  # resamples for 95% intervals; 0 disables
-    seed: int = 0
+    seed: int = 0  # bootstrap, probe and random-frame seed
+    recall_ks: tuple[int, ...] = RECALL_KS
+    precision: str = "fp32"  # fp32, or autocast to bf16 / fp16 while encoding
+    limit: int | None = None  # evaluate only the first N items (marked in the result)
+    quick: bool = False  # part of a --quick bench run (marked in the result)
     cache_dir: Path | None = None  # None disables the embedding cache
     quiet: bool = False
+    settings: dict[str, Any] = field(default_factory=dict)  # task-specific protocol settings
+    rerank: str | None = None  # retrieval re-ranked by "dsl" or "qb-norm" (a separate protocol)
+    querybank: list[str] | None = None  # QB-Norm's querybank: training captions, never the test's
+    querybank_label: str | None = None  # where it came from, e.g. "msrvtt/train-9k captions"
+
+    def __post_init__(self) -> None:
+        if self.sampling not in SAMPLINGS:
+            raise ConfigError(
+                f"unknown frame sampling {self.sampling!r}; choose one of {', '.join(SAMPLINGS)}"
+            )
+        if self.precision not in PRECISIONS:
+            raise ConfigError(
+                f"unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}"
+            )
+        if not self.recall_ks or any(int(k) < 1 for k in self.recall_ks):
+            raise ConfigError(f"recall Ks must be positive integers, got {list(self.recall_ks)}")
+        self.recall_ks = tuple(sorted({int(k) for k in self.recall_ks}))
+        if self.rerank is not None:
+            from vilem.eval.rerank import RERANKERS
+
+            if self.rerank not in RERANKERS:
+                raise ConfigError(
+                    f"unknown re-ranking {self.rerank!r}; choose one of {', '.join(RERANKERS)}"
+                )
+            if self.rerank == "qb-norm" and not (self.querybank and self.querybank_label):
+                raise ConfigError(
+                    "QB-Norm needs a querybank of training captions (--querybank-split)"
+                )
+        if self.limit is not None and self.limit < 1:
+            raise ConfigError(f"limit must be a positive number of items, got {self.limit}")
 
 
 def _decoded_only(frames: np.ndarray) -> torch.Tensor:
@@ -51,8 +95,9 @@ class _MediaCheck(Dataset):
 
     def __init__(self, split: Split, opts: EvalOptions):
         self.media = MediaDataset(
-            split.item_paths, split.modality, _decoded_only, opts.frames, opts.sampling, opts.seed
-        )
+            split.item_paths, split.modality, _decoded_only, opts.frames, opts.sampling, opts.seed,
+            windows=split.windows,
+        )  # fmt: skip
 
     def __len__(self) -> int:
         return len(self.media)
@@ -96,8 +141,28 @@ def validate_media(
     return split.subset(keep, skipped=[split.items[i] for i in sorted(bad_idx)])
 
 
-def _cache_parts(model: RetrievalModel, split: Split, opts: EvalOptions, kind: str) -> dict:
+def media_stamp(paths: list[Path]) -> str:
+    """A digest of each media file's size and modification time: a file replaced in place
+    changes it (the embedding cache key covers the media, not only the annotations)."""
+    stamps = []
+    for p in paths:
+        try:
+            st = os.stat(p)
+            stamps.append(f"{st.st_size}:{st.st_mtime_ns}")
+        except OSError:
+            stamps.append("missing")
+    return digest_strings(stamps)
+
+
+def _model_parts(model: RetrievalModel, opts: EvalOptions, kind: str) -> dict:
     parts = {"model": model.fingerprint(), "kind": kind}
+    if opts.precision != "fp32":  # fp32 keys stay as they were: existing caches still hit
+        parts["precision"] = opts.precision
+    return parts
+
+
+def _cache_parts(model: RetrievalModel, split: Split, opts: EvalOptions, kind: str) -> dict:
+    parts = _model_parts(model, opts, kind)
     if kind == "items":
         parts |= {
             "dataset": split.dataset,
@@ -105,18 +170,22 @@ def _cache_parts(model: RetrievalModel, split: Split, opts: EvalOptions, kind: s
             "revision": split.revision,
             "items": digest_strings(split.items),
             "paths": digest_strings([str(p) for p in split.item_paths]),
+            "media": media_stamp(split.item_paths),
             "preprocessing": model.preprocessing(),
         }
         if split.modality == "video":
             parts |= {"frames": opts.frames, "sampling": opts.sampling, "seed": opts.seed}
+            if split.windows is not None:
+                parts["windows"] = split.window_key()
     return parts
 
 
 def media_dataset(split: Split, model: RetrievalModel, opts: EvalOptions) -> MediaDataset:
     """The split's items as the model sees them (its own preprocessing, the options' frames)."""
     return MediaDataset(
-        split.item_paths, split.modality, model.preprocess, opts.frames, opts.sampling, opts.seed
-    )
+        split.item_paths, split.modality, model.preprocess, opts.frames, opts.sampling, opts.seed,
+        windows=split.windows,
+    )  # fmt: skip
 
 
 def encode_items(
@@ -134,7 +203,7 @@ def encode_items(
         )
         encode = model.encode_images if split.modality == "image" else model.encode_videos
         out = []
-        with torch.inference_mode():
+        with torch.inference_mode(), autocast(model, opts.precision):
             for pixels in tqdm(loader, desc=f"encoding {split.modality}s", disable=opts.quiet):
                 out.append(encode(pixels).float().cpu().numpy())
         local = np.concatenate(out) if out else np.zeros((0, 1), np.float32)
@@ -149,16 +218,26 @@ def encode_texts(
     def compute() -> np.ndarray:
         lo, hi = shard_bounds(len(texts), *rank_world(), unit=opts.batch_size)
         out = []
-        with torch.inference_mode():
+        with torch.inference_mode(), autocast(model, opts.precision):
             for start in tqdm(
                 range(lo, hi, opts.batch_size), desc="encoding texts", disable=opts.quiet
             ):
-                out.append(model.encode_texts(texts[start : start + opts.batch_size]).numpy())
+                chunk = model.encode_texts(texts[start : start + opts.batch_size])
+                out.append(chunk.float().numpy())
         local = np.concatenate(out).astype(np.float32) if out else np.zeros((0, 1), np.float32)
         return gather_rows(local, len(texts), unit=opts.batch_size)
 
-    parts = {"model": model.fingerprint(), "kind": "texts", "texts": digest_strings(texts)}
+    parts = _model_parts(model, opts, "texts") | {"texts": digest_strings(texts)}
     return _get_or_compute(cache, parts, compute)
+
+
+def autocast(model: RetrievalModel, precision: str) -> contextlib.AbstractContextManager:
+    """Encoding in ``precision``: fp32 as is, bf16/fp16 under torch.autocast on the model's
+    device (the embeddings are returned as float32 either way)."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(torch.device(model.device).type, dtype=dtype)
 
 
 def _get_or_compute(cache: EmbeddingCache, parts: dict, compute: Callable[[], np.ndarray]):
@@ -203,26 +282,74 @@ def _timed(timings: dict[str, float], key: str, fn: Callable[[], Any]) -> Any:
     return value
 
 
+def protocol(
+    model: RetrievalModel | None,
+    split: Split | None,
+    opts: EvalOptions,
+    data_options: dict | None = None,
+    modality: str | None = None,
+) -> Protocol:
+    """The protocol record of evaluating ``split`` with ``model`` under ``opts`` (without a
+    model: the benchmark side only, as the bench plans a cell; without a split, ``modality``
+    says which and the video decoding record stays unknown, as for a migrated result)."""
+    video = (split.modality if split is not None else modality) == "video"
+    decoding = None
+    if video and split is not None:
+        decoding = decoding_record(opts.frames, opts.sampling, split.clip_window)
+    settings = dict(opts.settings)
+    if opts.rerank is not None:
+        settings["rerank"] = opts.rerank
+        if opts.rerank == "qb-norm":
+            settings["querybank"] = opts.querybank_label
+    return Protocol(
+        frames=opts.frames if video else None,
+        sampling=opts.sampling if video else None,
+        recall_ks=list(opts.recall_ks),
+        bootstrap=opts.bootstrap,
+        seed=opts.seed,
+        precision=opts.precision,
+        limit=opts.limit,
+        quick=opts.quick,
+        options=dict(data_options or {}),
+        settings=settings,
+        decoding=decoding,
+        preprocessing=None if model is None else model.preprocessing(),
+        text_max_len=None if model is None else model.text_max_len,
+        device=None if model is None else torch.device(model.device).type,
+    )
+
+
 def evaluate(
     model: RetrievalModel,
-    model_info: dict[str, Any],
     split: Split,
     task: str,
     opts: EvalOptions,
+    *,
+    record: ModelRecord | None = None,
+    dataset_key: str | None = None,
+    data_options: dict[str, Any] | None = None,
     save_embeddings_dir: Path | None = None,
-) -> dict[str, Any]:
-    """Run ``task`` (a name in ``vilem.eval.tasks``) on ``split`` and return a result record
-    (see vilem.results)."""
+) -> Result:
+    """Run ``task`` (a name in ``vilem.eval.tasks``) on ``split`` and return its ``Result``.
+
+    ``record`` names the model (default: its config's name and fingerprint); ``dataset_key`` and
+    ``data_options`` (the bench spec's key and the adapter options the split was loaded with) go
+    into the protocol record, so results of differently loaded data are told apart."""
     spec = get_task(task)
+    record = record or ModelRecord(name=str(model.config().get("name", "model")))
+    record.config, record.fingerprint = model.config(), model.fingerprint()
     if spec.needs_heads and not can_proofread(model):
         raise ConfigError(
             f"task {task!r} needs a ViLEM model with error-detection heads; "
-            f"{model_info.get('spec', 'this model')} has none"
+            f"{record.spec or record.name} has none"
         )
     if save_embeddings_dir is not None and task != "retrieval":
         raise ConfigError(
             f"--save-embeddings needs --task retrieval (task {task!r} saves no embeddings)"
         )
+    if opts.limit is not None and opts.limit < len(split.items):
+        split = split.subset(list(range(opts.limit)))
+        split.notes.append(f"--limit {opts.limit}: only the first {opts.limit} items")
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     cache = EmbeddingCache(opts.cache_dir)
@@ -237,19 +364,18 @@ def evaluate(
     timings["total"] = round(time.perf_counter() - t0, 4)
     out.extra["cache"] = {"hits": cache.hits, "misses": cache.misses}
     intervals = out.scores.pop("intervals", {})
-    result = make_result(
-        model=model_info,
-        dataset=split.describe(),
+    return Result(
+        model=record,
+        dataset=typed(DatasetRecord, split.describe() | {"key": dataset_key}),
         task=task,
+        protocol=protocol(model, split, opts, data_options),
         metrics=out.scores,
         intervals=intervals,
+        per_query=out.per_query,
+        examples=out.examples,
         timings=timings,
-        seed=opts.seed,
         extra=out.extra,
     )
-    if out.per_query is not None:
-        result["per_query"] = out.per_query
-    return result
 
 
 @dataclass

@@ -21,6 +21,7 @@ from vilem.eval.engine import TaskRun, media_dataset
 from vilem.eval.probes import probes_for_split
 from vilem.eval.tasks import TaskOutput
 from vilem.io import display_path
+from vilem.results import ProofreadExample
 
 N_EXAMPLES = 8  # examples kept in the result for the report's coloured-word figure
 
@@ -50,6 +51,16 @@ def aligned_edits(
         return out
 
     return keep, stack(originals), stack(edited)
+
+
+def example_indices(probes: list[Probe], n: int) -> list[int]:
+    """``n`` probes of different items, spread evenly over the split, the first probe of each."""
+    first: dict[int, int] = {}
+    for i, p in enumerate(probes):
+        first.setdefault(p.item, i)
+    order = sorted(first.values())
+    step = max(1, len(order) // n)
+    return order[::step][:n]
 
 
 def proofread_split(model: Any, split: Split, opts: Any, batch_size: int = 64) -> dict[str, Any]:
@@ -88,17 +99,25 @@ def proofread_split(model: Any, split: Split, opts: Any, batch_size: int = 64) -
     scores.pop("counts", None)
     if top1 is None:
         scores.pop("ec_accuracy", None)
-    scores["examples"] = [
-        {
-            "tokens": model.tokenizer.convert_ids_to_tokens(edited[i][valid[i]].tolist()),
-            "error_prob": [round(float(x), 4) for x in prob[i][valid[i]]],
-            "is_error": is_error[i][valid[i]].astype(int).tolist(),
-            "category": probes[i].category,
-            "truth": probes[i].positive,
-            "image": display_path(split.item_paths[probes[i].item], Path.cwd()),
-        }
-        for i in range(min(N_EXAMPLES, len(probes)))
-    ]
+    tokens, pad = model.tokenizer.convert_ids_to_tokens, model.tokenizer.pad_token_id
+
+    def example(i: int) -> ProofreadExample:
+        v = valid[i]
+        return ProofreadExample(
+            tokens=tokens(edited[i][v].tolist()),
+            error_prob=[round(float(x), 4) for x in prob[i][v]],
+            is_error=is_error[i][v].astype(int).tolist(),
+            category=probes[i].category,
+            truth=probes[i].positive,
+            media=display_path(split.item_paths[probes[i].item], Path.cwd()),
+            modality=split.modality,
+            original=tokens(original[i][v].tolist()),
+            correction=None
+            if top1 is None
+            else tokens([int(t) if t >= 0 else pad for t in top1[i][v]]),
+        )
+
+    scores["examples"] = [example(i) for i in example_indices(probes, N_EXAMPLES)]
     flagged = (prob > 0.5) & valid
     scores["per_query"] = {
         "detected": [int(flagged[i][is_error[i]].all()) for i in range(len(probes))],
@@ -111,4 +130,4 @@ def run(r: TaskRun) -> TaskOutput:
     scores = r.timed("proofread", lambda: proofread_split(r.model, r.split, r.opts))
     examples = scores.pop("examples", [])
     per_query = scores.pop("per_query", None)
-    return TaskOutput(scores, per_query, {"examples": examples})
+    return TaskOutput(scores, per_query, examples=examples)

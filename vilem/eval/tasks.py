@@ -26,6 +26,7 @@ class TaskOutput:
     scores: dict[str, Any]  # metric -> value, plus "intervals" when bootstrapped
     per_query: dict[str, list] | None = None  # what paired deltas resample
     extra: dict[str, Any] = field(default_factory=dict)  # stored under the result's "extra"
+    examples: list[Any] = field(default_factory=list)  # vilem.results.ProofreadExample
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,8 @@
 from typing import Any
 
 from vilem.report.render import FORMATS
-from vilem.report.tables import Problem, collect, leaderboard
+from vilem.report.tables import leaderboard
+from vilem.results import Problem, collect
 
 __all__ = ["FORMATS", "Problem", "build_report", "collect", "leaderboard"]
 

@@ -5,7 +5,7 @@ each task's main metric and per-query recipe from the task registry (``vilem.eva
 A difference is *paired*: every resample draws one set of query indices and scores both models on
 it, so the interval reflects how much the gap, not each score, depends on the query sample.
 
-Runs trained with several seeds (``extra.train_seed``) are pooled: a value is the mean over seeds
+Runs trained with several seeds (``model.train_seed``) are pooled: a value is the mean over seeds
 and its interval comes from a two-level bootstrap that resamples seeds, then each drawn seed's
 queries; a pooled difference pairs the two models seed by seed and query by query.
 """
@@ -22,6 +22,7 @@ from vilem import metrics as M
 from vilem.eval.tasks import TASKS
 from vilem.metrics import higher_is_better
 from vilem.metrics.paired import Paired
+from vilem.results import Result, describe_differences, differences
 
 BOOTSTRAP_RESAMPLES = 1000
 BOOTSTRAP_SEED = 0
@@ -81,16 +82,23 @@ def _inputs(task: str, metric: str, a: dict, b: dict) -> Paired:
     return recipe(metric, a, b)
 
 
-def _metric_value(record: dict, metric: str) -> float | None:
-    value = record.get("metrics", {}).get(metric)
+def _metric_value(record: Result, metric: str) -> float | None:
+    value = record.metrics.get(metric)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     return float(value)
 
 
+def protocol_note(a: Result, b: Result) -> str | None:
+    """Why two results cannot be paired (their protocols differ), or None."""
+    diff = differences(a.benchmark(), b.benchmark())
+    diff.pop("dataset", None)  # spec keys may differ for the same data
+    return f"protocols differ ({describe_differences(diff)})" if diff else None
+
+
 def paired_delta(
-    model: dict[str, Any],
-    baseline: dict[str, Any],
+    model: Result,
+    baseline: Result,
     metric: str,
     resamples: int = BOOTSTRAP_RESAMPLES,
     seed: int = BOOTSTRAP_SEED,
@@ -107,18 +115,21 @@ def paired_delta(
         who = "the model" if va is None else "the baseline"
         return Delta(metric, None, None, None, direction, f"{who} has no {metric}")
     value = va - vb
-    rev_a, rev_b = model["dataset"].get("revision"), baseline["dataset"].get("revision")
+    rev_a, rev_b = model.dataset.revision, baseline.dataset.revision
     if rev_a and rev_b and rev_a != rev_b:
         note = f"dataset revisions differ ({rev_a} vs {rev_b}): not the same queries"
         return Delta(metric, value, None, None, direction, note)
-    pa, pb = model.get("per_query"), baseline.get("per_query")
+    note = protocol_note(model, baseline)
+    if note:
+        return Delta(metric, value, None, None, direction, note)
+    pa, pb = model.per_query, baseline.per_query
     if not isinstance(pa, dict) or not isinstance(pb, dict):
         missing = " and ".join(
             w for w, p in (("the model", pa), ("the baseline", pb)) if not isinstance(p, dict)
         )
         return Delta(metric, value, None, None, direction, f"no per-query results for {missing}")
     try:
-        parts_a, parts_b, fn = _inputs(model["task"], metric, pa, pb)
+        parts_a, parts_b, fn = _inputs(model.task, metric, pa, pb)
     except ValueError as exc:
         return Delta(metric, value, None, None, direction, str(exc))
     # the value stays the recorded difference; the bootstrap supplies only the interval
@@ -129,25 +140,25 @@ def paired_delta(
 # ----------------------------------------------------------------------------- several seeds
 
 
-def train_seed(record: dict[str, Any]) -> int | None:
-    """The training seed a multi-seed bench run recorded (``extra.train_seed``), else None."""
-    value = record.get("extra", {}).get("train_seed")
+def train_seed(record: Result) -> int | None:
+    """The training seed a multi-seed bench run recorded (``model.train_seed``), else None."""
+    value = record.model.train_seed
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-def _seed_order(record: dict[str, Any]) -> tuple[bool, int]:
+def _seed_order(record: Result) -> tuple[bool, int]:
     s = train_seed(record)
     return s is None, s or 0
 
 
-def _by_seed(records: Sequence[dict[str, Any]]) -> dict[int | None, dict[str, Any]]:
-    ok = (r for r in records if r.get("status", "ok") == "ok")
+def _by_seed(records: Sequence[Result]) -> dict[int | None, Result]:
+    ok = (r for r in records if r.ok)
     return {train_seed(r): r for r in sorted(ok, key=_seed_order)}
 
 
 def _seed_pairs(
-    models: Sequence[dict[str, Any]], baselines: Sequence[dict[str, Any]]
-) -> list[tuple[int | None, dict[str, Any], dict[str, Any]]]:
+    models: Sequence[Result], baselines: Sequence[Result]
+) -> list[tuple[int | None, Result, Result]]:
     """(seed, model record, baseline record) for the seeds both have. A run without a training
     seed (an untrained model, or a single-seed bench) stands for every seed of the other side."""
     a, b = _by_seed(models), _by_seed(baselines)
@@ -196,16 +207,16 @@ def _ci(replicates: np.ndarray) -> list[float]:
 
 
 def _recipes(
-    runs: Sequence[dict[str, Any]], names: Sequence[str]
+    runs: Sequence[Result], names: Sequence[str]
 ) -> tuple[list[str], list[_SeedInput]]:
     """The metrics every run has a per-query recipe for, on one set of parts per run (one task's
     recipes share them), and each run's two-level bootstrap input for those metrics."""
     found = []
     for r in runs:
-        pq, parts, fns = r.get("per_query"), None, {}
+        pq, parts, fns = r.per_query, None, {}
         for m in names if isinstance(pq, dict) else ():
             try:
-                p, _, fn = _inputs(r["task"], m, pq, pq)
+                p, _, fn = _inputs(r.task, m, pq, pq)
             except ValueError:
                 continue
             parts = p if parts is None else parts
@@ -220,10 +231,10 @@ def _recipes(
 
 
 def pool_records(
-    records: Sequence[dict[str, Any]],
+    records: Sequence[Result],
     resamples: int = BOOTSTRAP_RESAMPLES,
     seed: int = BOOTSTRAP_SEED,
-) -> dict[str, Any]:
+) -> Result:
     """One record for the ok runs of one cell trained with different seeds.
 
     Each metric is the mean over seeds (metrics some seed lacks are dropped); its 95% interval
@@ -231,14 +242,20 @@ def pool_records(
     ``per_query`` block), or from resampling seeds alone where a seed has no per-query recipe
     for the metric. A single run is returned as it is. The pooled record copies the first seed's
     fields, without ``per_query``, and lists the pooled seeds in ``extra.seeds``.
+
+    Raises:
+        ValueError: the runs were measured under different protocols.
     """
-    runs = sorted((r for r in records if r.get("status", "ok") == "ok"), key=_seed_order)
+    runs = sorted((r for r in records if r.ok), key=_seed_order)
     if len(runs) < 2:
-        return runs[0] if runs else dict(records[0])
+        return runs[0] if runs else records[0]
     first = runs[0]
+    for r in runs[1:]:
+        if note := protocol_note(first, r):
+            raise ValueError(f"cannot pool {first.model.name}'s seeds: {note}")
     names = [
         m
-        for m in first["metrics"]
+        for m in first.metrics
         if all((v := _metric_value(r, m)) is not None and np.isfinite(v) for r in runs)
     ]
     values = np.array([[_metric_value(r, m) for m in names] for r in runs], dtype=np.float64)
@@ -252,17 +269,19 @@ def pool_records(
     if rest:
         reps = _seed_only(values[:, rest], resamples, seed)
         intervals.update({names[j]: _ci(reps[:, i]) for i, j in enumerate(rest)})
-    pooled = {k: v for k, v in first.items() if k != "per_query"}
-    pooled["metrics"] = {m: float(v) for m, v in zip(names, values.mean(axis=0), strict=True)}
-    pooled["intervals"] = {m: intervals[m] for m in names}
-    pooled["extra"] = {**first.get("extra", {}), "seeds": [train_seed(r) for r in runs]}
-    pooled["extra"].pop("train_seed", None)
-    return pooled
+    return replace(
+        first,
+        model=replace(first.model, train_seed=None),
+        metrics={m: float(v) for m, v in zip(names, values.mean(axis=0), strict=True)},
+        intervals={m: intervals[m] for m in names},
+        per_query=None,
+        extra={**first.extra, "seeds": [train_seed(r) for r in runs]},
+    )
 
 
 def pooled_paired_delta(
-    models: Sequence[dict[str, Any]],
-    baselines: Sequence[dict[str, Any]],
+    models: Sequence[Result],
+    baselines: Sequence[Result],
     metric: str,
     resamples: int = BOOTSTRAP_RESAMPLES,
     seed: int = BOOTSTRAP_SEED,
@@ -296,14 +315,16 @@ def pooled_paired_delta(
     inputs: list[_SeedInput] = []
     try:
         for s, a, b in pairs:
-            rev_a, rev_b = a["dataset"].get("revision"), b["dataset"].get("revision")
+            rev_a, rev_b = a.dataset.revision, b.dataset.revision
             if rev_a and rev_b and rev_a != rev_b:
                 note = f"dataset revisions differ at seed {s}: not the same queries"
                 return Delta(metric, value, None, None, direction, note, n)
-            pa, pb = a.get("per_query"), b.get("per_query")
+            if note := protocol_note(a, b):
+                return Delta(metric, value, None, None, direction, f"{note} at seed {s}", n)
+            pa, pb = a.per_query, b.per_query
             if not isinstance(pa, dict) or not isinstance(pb, dict):
                 raise ValueError(f"no per-query results at seed {s}")
-            parts_a, parts_b, fn = _inputs(a["task"], metric, pa, pb)
+            parts_a, parts_b, fn = _inputs(a.task, metric, pa, pb)
             inputs.append(((parts_a, parts_b), [lambda x, fn=fn: fn(x[0]) - fn(x[1])]))
     except ValueError as exc:
         lo, hi = _ci(_seed_only(np.array(diffs)[:, None], resamples, seed)[:, 0])
@@ -315,23 +336,19 @@ def pooled_paired_delta(
 # ----------------------------------------------------------------------------- comparison.json
 
 
-def modality(record: dict[str, Any]) -> str:
+def modality(record: Result) -> str:
     """``image`` or ``video``: the dataset block's modality (evaluated results record it), else
     the registered adapter's, else ``image``."""
-    ds = record.get("dataset", {})
-    if ds.get("modality") in ("image", "video"):
-        return str(ds["modality"])
+    ds = record.dataset
+    if ds.modality in ("image", "video"):
+        return str(ds.modality)
     from vilem.data import DATASETS
     from vilem.errors import VilemError
 
     try:
-        return str(DATASETS.get(str(ds.get("name"))).modality)
+        return str(DATASETS.get(ds.name).modality)
     except (VilemError, KeyError, AttributeError):
         return "image"
-
-
-def _name(record: dict[str, Any]) -> str:
-    return str(record["model"].get("name") or record["model"].get("spec") or "")
 
 
 def _delta_entry(d: Delta) -> dict[str, Any]:
@@ -349,16 +366,15 @@ class _Cells:
     """A benchmark's finished runs per (model, dataset, split, task), and per modality the
     (dataset, split) a comparison reads."""
 
-    groups: dict[tuple[str, str, str, str], list[dict[str, Any]]]
+    groups: dict[tuple[str, str, str, str], list[Result]]
     where: dict[str, tuple[str, str] | None]
 
     @classmethod
-    def of(cls, records: Sequence[dict[str, Any]], model: str) -> _Cells:
-        groups: dict[tuple[str, str, str, str], list[dict[str, Any]]] = {}
+    def of(cls, records: Sequence[Result], model: str) -> _Cells:
+        groups: dict[tuple[str, str, str, str], list[Result]] = {}
         for r in records:
-            if r.get("status", "ok") == "ok":
-                ds = r["dataset"]
-                key = (_name(r), str(ds["name"]), str(ds.get("split") or ""), r["task"])
+            if r.ok:
+                key = (r.model.name, r.dataset.label, r.dataset.split, r.task)
                 groups.setdefault(key, []).append(r)
 
         def place(kind: str) -> tuple[str, str] | None:
@@ -371,7 +387,7 @@ class _Cells:
 
         return cls(groups, {"image": place("image"), "video": place("video")})
 
-    def runs(self, name: str, kind: str, task: str) -> list[dict[str, Any]]:
+    def runs(self, name: str, kind: str, task: str) -> list[Result]:
         at = self.where[kind]
         return self.groups.get((name, *at, task), []) if at else []
 
@@ -394,6 +410,10 @@ def _delta(
         who = " and ".join(n for n, rs in ((name, mine), (base, theirs)) if not rs)
         note = f"no finished {task} result of {who} on {kind} data"
         return {"delta": None, "ci": None, "significant": None, "n_seeds": 0, "note": note}
+    first = mine[0]
+    for r in [*mine[1:], *theirs]:
+        if note := protocol_note(first, r):
+            return {"delta": None, "ci": None, "significant": None, "n_seeds": 0, "note": note}
     return _delta_entry(pooled_paired_delta(mine, theirs, metric, resamples, seed))
 
 
@@ -417,7 +437,7 @@ def _deltas(
         "video_zero_shot_rsum": delta(model, baseline, "video", "retrieval", "rsum"),
     }
     for kind in ("image", "video"):
-        found = {m for r in cells.runs(model, kind, "probe") for m in r["metrics"]}
+        found = {m for r in cells.runs(model, kind, "probe") for m in r.metrics}
         for m in sorted(m for m in found if m.startswith("acc_")):
             deltas[f"{kind}_probe_{m[4:]}"] = delta(model, baseline, kind, "probe", m)
     if video_model is not None and video_baseline is not None:
@@ -435,14 +455,17 @@ def _model_only(
     if not mine:
         note = f"no finished proofread result of {model} on {kind} data"
         return {"value": None, "ci": None, "n_seeds": 0, "note": note}
-    pooled = pool_records(mine, resamples, seed)
-    ci = pooled.get("intervals", {}).get(metric)
+    try:
+        pooled = pool_records(mine, resamples, seed)
+    except ValueError as exc:
+        return {"value": None, "ci": None, "n_seeds": len(mine), "note": str(exc)}
+    ci = pooled.intervals.get(metric)
     ci = [float(c) for c in ci] if isinstance(ci, (list, tuple)) and len(ci) == 2 else None
     return {"value": _metric_value(pooled, metric), "ci": ci, "n_seeds": len(mine)}
 
 
 def comparison(
-    records: Sequence[dict[str, Any]],
+    records: Sequence[Result],
     model: str,
     baseline: str,
     video_model: str | None = None,

@@ -81,9 +81,10 @@ def _legend(table: Table) -> list[str]:
             f"bootstrap 95% interval over {over} ({BOOTSTRAP_RESAMPLES} resamples, seed "
             f"{BOOTSTRAP_SEED}); {SIG_MARK} the interval excludes 0."
         )
-        base = next(r for r in table.rows if r.model == table.baseline)
-        if base.record is None:
-            lines.append(f"No delta: the baseline {table.baseline} is {base.status} here.")
+        base = table.baseline_row()
+        if base is None or base.record is None:
+            status = "missing" if base is None else base.status
+            lines.append(f"No delta: the baseline {table.baseline} is {status} here.")
         for row in table.rows:
             if row.delta is not None and row.delta.note:
                 if row.delta.lo is None:
@@ -156,7 +157,7 @@ class _Style:
             text, ci = text.replace("−", "-"), ci.replace("−", "-")
             return rf"{text}\,{{\scriptsize{ci}}}" + (r"$^\dagger$" if mark else "")
         if self.fmt == "html":
-            return f'{text} <span class="ci">{ci}</span>{mark}'
+            return f'{text}{mark} <span class="ci">{ci}</span>'
         return f"{text} {ci}{mark and ' ' + mark}"
 
 
@@ -187,7 +188,7 @@ def _table_cells(table: Table, style: _Style) -> tuple[list[str], list[list[str]
         )
     rows = []
     for row in table.rows:
-        label = style.text(row.label()) + (" (baseline)" if row.model == table.baseline else "")
+        label = style.text(row.label()) + (" (baseline)" if row.is_baseline else "")
         cells = [label]
         for m in table.columns:
             if row.record is None:
@@ -200,7 +201,7 @@ def _table_cells(table: Table, style: _Style) -> tuple[list[str], list[list[str]
                 best = row.model in table.best.get(m, ())
                 cells.append(style.value(v, table.interval(row, m), best))
         if table.baseline is not None:
-            if row.model == table.baseline and row.record is not None:
+            if row.is_baseline and row.record is not None:
                 cells.append("baseline")
             elif row.record is None:
                 cells.append(style.status(row.status))
@@ -234,6 +235,14 @@ def _tabulate(rows: list, headers: list, fmt: str) -> str:
     )
 
 
+def table_cells(table: Table, fmt: str = "html", digits: int = 1) -> tuple[list, list, list]:
+    """One table's header cells, body rows (one per ``table.rows`` entry, in order) and legend
+    lines, each cell formatted for ``fmt`` ("md", "html" or "latex"; html cells are escaped
+    HTML). What a report lays out itself; ``render`` writes whole tables."""
+    headers, rows = _table_cells(table, _Style(fmt, digits))
+    return headers, rows, _legend(table)
+
+
 def _render_html(tables: list[Table], digits: int) -> str:
     style = _Style("html", digits)
     out = []
@@ -241,9 +250,11 @@ def _render_html(tables: list[Table], digits: int) -> str:
         headers, rows = _table_cells(table, style)
         body = _tabulate(rows, headers, "unsafehtml")
         legend = "".join(f"<li>{html.escape(line)}</li>" for line in _legend(table))
+        # a wide table scrolls inside its own box instead of running past the page
         out.append(
-            f'<section class="leaderboard"><h3>{html.escape(table.title)}</h3>\n{body}\n'
-            f'<ul class="legend">{legend}</ul></section>\n'
+            f'<section class="leaderboard"><h3>{html.escape(table.title)}</h3>\n'
+            f'<div class="table-scroll" style="overflow-x: auto; max-width: 100%">\n{body}\n'
+            f'</div>\n<ul class="legend">{legend}</ul></section>\n'
         )
     return "\n".join(out)
 
@@ -263,60 +274,65 @@ def _render_latex(tables: list[Table], digits: int) -> str:
     return "\n".join(out)
 
 
-def _render_csv(tables: list[Table], digits: int) -> str:
-    """One CSV for all tables: a dataset/split/task/status prefix, then per metric the value
-    (``*`` suffix: best in its table; ``failed``/``—`` when there is no number) and its interval
-    bounds, and with a baseline the delta, its interval and whether it excludes 0."""
-    columns: dict[str, None] = {}
-    deltas: dict[str, None] = {}
-    for t in tables:
-        columns.update(dict.fromkeys(t.columns))
-        if t.baseline is not None and t.main:
-            deltas.setdefault(t.main, None)
-    # a seeds column only when some row pools seeds: single-seed CSVs stay as they were
-    seeds = any(row.pooled for t in tables for row in t.rows)
-    header = ["dataset", "split", "task", "model", "status"] + (["seeds"] if seeds else [])
-    for m in columns:
-        header += [f"{m} {_arrow(m)}", f"{m}_lo", f"{m}_hi"]
-    for m in deltas:
-        header += [f"delta_{m}", f"delta_{m}_lo", f"delta_{m}_hi", f"delta_{m}_significant"]
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(header)
+def table_rows(tables: list[Table]) -> list[dict[str, Any]]:
+    """Plain rows of built tables (``vilem.report.tables.rows`` documents the keys)."""
+    out = []
     for t in tables:
         for row in t.rows:
-            line = [t.dataset, t.split, t.task, row.model, row.status]
-            if seeds:
-                line.append(len(row.runs) if row.runs else "")
-            for m in columns:
-                if m not in t.columns:
-                    line += ["", "", ""]
-                elif row.record is None:
-                    line += [FAILED if row.status == "failed" else MISSING, "", ""]
-                elif (v := t.value(row, m)) is None:
-                    line += [MISSING, "", ""]
-                else:
-                    ci = t.interval(row, m)
-                    mark = "*" if row.model in t.best.get(m, ()) else ""
-                    bounds = [round(ci[0], 4), round(ci[1], 4)] if ci else ["", ""]
-                    line += [f"{round(v, 4)}{mark}", *bounds]
-            for m in deltas:
-                line += _csv_delta(t, row, m)
-            writer.writerow(line)
+            line: dict[str, Any] = {
+                "dataset": t.dataset, "split": t.split, "task": t.task,
+                "protocol": t.variant, "toy": t.toy, "model": row.label(), "name": row.name,
+                "source": row.source, "status": row.status,
+                "seeds": len(row.runs) if row.runs else None,
+            }  # fmt: skip
+            for m in t.columns:
+                v = t.value(row, m)
+                ci = t.interval(row, m) if v is not None else None
+                line[m] = v
+                line[f"{m}_lo"], line[f"{m}_hi"] = ci if ci else (None, None)
+                line[f"{m}_best"] = row.model in t.best.get(m, ()) if v is not None else None
+            if t.baseline is not None and t.main:
+                line |= _delta_fields(t, row, t.main)
+            out.append(line)
+    return out
+
+
+def _delta_fields(table: Table, row: Row, metric: str) -> dict[str, Any]:
+    key = f"delta_{metric}"
+    d = None if row.is_baseline else row.delta
+    return {
+        key: None if d is None else d.value,
+        f"{key}_lo": None if d is None else d.lo,
+        f"{key}_hi": None if d is None else d.hi,
+        f"{key}_significant": None if d is None else d.significant,
+        "baseline": row.is_baseline,
+    }
+
+
+def _render_csv(tables: list[Table], digits: int) -> str:
+    """One CSV for all tables, numeric throughout: the rows of ``table_rows`` with every
+    table's columns (blank where a table has none or there is no number; the ``status``
+    column says why), 4 decimals, ``true``/``false`` flags (``*_best``, ``*_significant``)."""
+    rows = table_rows(tables)
+    header: dict[str, None] = {}
+    for r in rows:
+        header.update(dict.fromkeys(r))
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(list(header))
+    for r in rows:
+        writer.writerow([_csv_value(r.get(k)) for k in header])
     return buf.getvalue()
 
 
-def _csv_delta(table: Table, row: Row, metric: str) -> list[Any]:
-    if table.main != metric or table.baseline is None:
-        return ["", "", "", ""]
-    if row.model == table.baseline and row.record is not None:
-        return ["baseline", "", "", ""]
-    d = row.delta
-    if d is None or d.value is None:
-        return [FAILED if row.status == "failed" else MISSING, "", "", ""]
-    if d.lo is None:
-        return [round(d.value, 4), "", "", "n/a"]
-    return [round(d.value, 4), round(d.lo, 4), round(d.hi, 4), "yes" if d.significant else "no"]
+def _csv_value(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return str(round(value, 4))
+    return str(value)
 
 
 def render(tables: list[Table], fmt: str = "md", digits: int = 1) -> str:

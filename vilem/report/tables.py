@@ -1,13 +1,21 @@
-"""Leaderboard tables from result files: collecting the records of a results folder and
-grouping them into one table per (dataset, split, task), with one row per model and one column
-per metric. Writing the tables (Markdown, CSV, LaTeX, HTML) is ``vilem.report.render``.
+"""Leaderboard tables from results: grouping ``vilem.results.Result`` records into one table per
+(dataset, split, task) and protocol, with one row per model and one column per metric. Writing
+the tables (Markdown, CSV, LaTeX, HTML) is ``vilem.report.render``; ``rows``/``frame`` give the
+same numbers as plain dicts or a pandas DataFrame.
+
+Results measured under different protocols (``Result.benchmark``: another split revision, item
+count, frames, recall Ks, bootstrap, a --quick or --limit run, other adapter options) are never
+merged: each protocol gets its own table, titled with what sets it apart, and toy-scale tables
+(--quick, --limit) say so. One model's results under different model-side settings (device,
+preprocessing) get separate, labelled rows; so do models of the same name from different
+results folders (``collect`` of several folders).
 
 Cells are honest about what is not a number: a failed run is a ``failed`` row (never 0), a model
 without a result for a cell others have is ``missing``. Best values are marked per column
 according to the metric's direction (ranks: lower is better), and with a baseline each row gets
 the main metric's paired bootstrap delta.
 
-Runs of one cell trained with several seeds (``extra.train_seed``) make ONE row: each metric is
+Runs of one cell trained with several seeds (``model.train_seed``) make ONE row: each metric is
 the mean over seeds with a two-level (seeds, then queries) bootstrap interval, and deltas pair
 the seeds both rows have (see ``vilem.report.compare``).
 """
@@ -17,7 +25,6 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from vilem.errors import ConfigError, DataError
@@ -32,114 +39,25 @@ from vilem.report.compare import (
     train_seed,
 )
 from vilem.report.render import check_format, render
-from vilem.results import load_result
+from vilem.results import Result, differences, digest
 
-# ----------------------------------------------------------------------------- collecting
-
-
-@dataclass(frozen=True)
-class Problem:
-    """A file under the results folder that was skipped, and why."""
-
-    path: str
-    reason: str
-
-    def __str__(self) -> str:
-        return f"{self.path}: {self.reason}"
+# ----------------------------------------------------------------------------- grouping
 
 
-def model_name(record: dict[str, Any]) -> str:
-    """The name a model is shown under: ``model.name``, else its spec."""
-    model = record["model"]
-    return str(model.get("name") or model.get("spec") or "")
+def model_name(record: Result) -> str:
+    """The name a model is shown under."""
+    return record.model.name
 
 
-def cell_key(record: dict[str, Any]) -> tuple[str, str, str, str]:
+def cell_key(record: Result) -> tuple[str, str, str, str]:
     """(model, dataset, split, task): what one result file measures."""
-    ds = record["dataset"]
-    return model_name(record), str(ds["name"]), str(ds.get("split") or ""), record["task"]
+    return record.model.name, record.dataset.label, record.dataset.split, record.task
 
 
-def _check_record(record: dict[str, Any]) -> str | None:
-    """Why a schema-valid record still cannot be tabulated, or None."""
-    if not model_name(record):
-        return "field 'model' has neither 'name' nor 'spec'"
-    if not isinstance(record["dataset"].get("name"), str):
-        return "field 'dataset.name' is missing or not a string"
-    if record.get("status", "ok") not in ("ok", "failed"):
-        return f"unknown status {record.get('status')!r} (expected 'ok' or 'failed')"
-    per_query = record.get("per_query")
-    if per_query is not None and not isinstance(per_query, dict):
-        return "field 'per_query' is not an object"
-    return None
-
-
-def _preference(record: dict[str, Any]) -> tuple[bool, str, str]:
-    # a finished run wins over a failed one, then the newest, then the last path
-    return record.get("status", "ok") == "ok", str(record.get("created") or ""), record["_path"]
-
-
-def collect(results_dir: str | Path) -> tuple[list[dict[str, Any]], list[Problem]]:
-    """Read every ``*.json`` under ``results_dir`` (recursively) as a result record.
-
-    Files that are not valid JSON, not vilem result files or of another schema version are
-    listed in the returned problems and skipped, as are duplicate records of one cell (the
-    finished, newest one is kept). Failed runs are kept: tables show them as failed. Each record
-    gets a ``"_path"`` key naming the file it came from.
-
-    Raises:
-        DataError: ``results_dir`` does not exist or is not a folder.
-    """
-    root = Path(results_dir)
-    if not root.exists():
-        raise DataError(f"results folder not found: {root}")
-    if not root.is_dir():
-        raise DataError(f"results path is not a folder: {root}")
-    problems: list[Problem] = []
-    # one record per cell and training seed (None: a single-seed run)
-    by_cell: dict[tuple[str, str, str, str, int | None], dict[str, Any]] = {}
-    for path in sorted(root.rglob("*.json")):
-        if not path.is_file():
-            continue
-        try:
-            record = load_result(path)
-        except DataError as exc:
-            reason = " ".join(str(exc).replace(str(path), "").split()).strip(" :")
-            problems.append(Problem(str(path), reason))
-            continue
-        except OSError as exc:
-            problems.append(Problem(str(path), f"cannot be read: {exc.strerror or exc}"))
-            continue
-        reason = _check_record(record)
-        if reason:
-            problems.append(Problem(str(path), reason))
-            continue
-        record["_path"] = str(path)
-        key = (*cell_key(record), train_seed(record))
-        kept = by_cell.get(key)
-        if kept is not None:
-            keep, drop = sorted((kept, record), key=_preference, reverse=True)
-            by_cell[key] = keep
-            what = "/".join(key[:4]) + ("" if key[4] is None else f" seed {key[4]}")
-            problems.append(
-                Problem(drop["_path"], f"duplicate result for {what}; using {keep['_path']}")
-            )
-        else:
-            by_cell[key] = record
-    seeded = {k[:4] for k in by_cell if k[4] is not None}
-    for key in [k for k in by_cell if k[4] is None and k[:4] in seeded]:
-        drop = by_cell.pop(key)
-        reason = f"result without a training seed for {'/'.join(key[:4])}, next to per-seed results"
-        problems.append(Problem(drop["_path"], f"{reason}; using those"))
-    return list(by_cell.values()), problems
-
-
-def seed_groups(
-    records: Iterable[dict[str, Any]],
-) -> dict[tuple[str, str, str, str], list[dict[str, Any]]]:
+def seed_groups(records: Iterable[Result]) -> dict[tuple[str, str, str, str], list[Result]]:
     """Records per ``cell_key``: one per training seed (a single one for single-seed runs; of
     two records of one cell and seed the last is kept), ordered by seed."""
-    by_seed: dict[tuple[str, str, str, str], dict[int | None, dict[str, Any]]] = {}
+    by_seed: dict[tuple[str, str, str, str], dict[int | None, Result]] = {}
     for r in records:
         by_seed.setdefault(cell_key(r), {})[train_seed(r)] = r
     return {
@@ -148,18 +66,18 @@ def seed_groups(
     }
 
 
-def models_in(records: Iterable[dict[str, Any]]) -> list[str]:
+def models_in(records: Iterable[Result]) -> list[str]:
     return sorted({model_name(r) for r in records})
 
 
-def tasks_in(records: Iterable[dict[str, Any]]) -> list[str]:
+def tasks_in(records: Iterable[Result]) -> list[str]:
     """The tasks of ``records``: registered ones in registry order, then any other by name."""
-    present = {r["task"] for r in records}
+    present = {r.task for r in records}
     known = task_names()
     return [t for t in known if t in present] + sorted(present - set(known))
 
 
-def check_baseline(records: Sequence[dict[str, Any]], baseline: str | None) -> None:
+def check_baseline(records: Sequence[Result], baseline: str | None) -> None:
     """Raise ConfigError when ``baseline`` names no model in ``records``."""
     if baseline is None:
         return
@@ -171,17 +89,100 @@ def check_baseline(records: Sequence[dict[str, Any]], baseline: str | None) -> N
         )
 
 
+def _compatible(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Whether two benchmark dicts agree on every key both know (a failed run may lack the
+    revision and counts of the data it never loaded)."""
+    return all(a[k] == b[k] for k in a.keys() & b.keys() if a[k] is not None and b[k] is not None)
+
+
+def protocol_groups(records: Sequence[Result]) -> list[list[Result]]:
+    """``records`` split by ``Result.benchmark``: finished runs by exact protocol, then each
+    failed run joins the first group it is compatible with (else starts its own)."""
+    groups: dict[str, list[Result]] = {}
+    for r in records:
+        if r.ok:
+            groups.setdefault(digest(r.benchmark()), []).append(r)
+    for r in records:
+        if r.ok:
+            continue
+        home = next(
+            (g for g in groups.values() if _compatible(g[0].benchmark(), r.benchmark())), None
+        )
+        if home is None:
+            groups[digest(r.benchmark())] = [r]
+        else:
+            home.append(r)
+    return list(groups.values())
+
+
+# what a table title says sets its protocol apart, most telling first (at most three)
+_VARIANT_ORDER = (
+    "protocol", "settings", "items", "texts", "frames", "sampling", "clip_window", "recall_ks",
+    "precision", "bootstrap", "seed", "schema", "options", "decoding", "revision",
+)  # fmt: skip
+
+
+def variant_labels(groups: list[list[Result]]) -> list[str]:
+    """Per group, what sets its protocol apart from the others of the same table key (``items
+    24, texts 120``); '' when there is one group. Toy-scale groups always say so."""
+    protos = [g[0].benchmark() for g in groups]
+    labels = []
+    for i, p in enumerate(protos):
+        differ: set[str] = set()
+        for j, q in enumerate(protos):
+            if j != i:
+                differ |= set(differences(p, q))
+        keys = [k for k in _VARIANT_ORDER if k in differ]
+        if {"items", "texts"} & differ:  # the counts say it; hashes and options only add noise
+            keys = [k for k in keys if k not in ("options", "revision")]
+        if {"frames", "sampling", "clip_window"} & differ:  # the decoding record repeats them
+            keys = [k for k in keys if k != "decoding"]
+        parts = [_setting(k, p.get(k)) for k in keys[:3]]
+        if any(r.toy for r in groups[i]):
+            lim = p.get("limit")
+            parts.insert(0, "quick: toy scale" if p.get("quick") else f"--limit {lim}: toy scale")
+        labels.append(", ".join(parts))
+    return labels
+
+
+def _setting(key: str, value: Any) -> str:
+    if key != "settings":
+        return f"{key} {_show(value)}"
+    if not value:
+        return "plain similarities"
+    rest = {k: v for k, v in value.items() if k not in ("rerank", "querybank")}
+    text = f"re-ranked: {value['rerank']}" if "rerank" in value else ""
+    if value.get("querybank"):
+        text += f" (querybank {value['querybank']})"
+    return ", ".join(x for x in (text, _show(rest) if rest else "") if x)
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {_show(v)}" for k, v in sorted(value.items())) + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(map(_show, value)) + "]"
+    text = str(value)
+    return text if len(text) <= 24 else text[:21] + "..."
+
+
 # ----------------------------------------------------------------------------- tables
 
 
 @dataclass
 class Row:
-    model: str
+    model: str  # the row's label: the model name, plus its results folder or settings if needed
     status: str  # "ok", "failed" or "missing"
-    record: dict[str, Any] | None  # with several seeds: the pooled record
+    record: Result | None  # with several seeds: the pooled record
     delta: Delta | None = None
-    runs: list[dict[str, Any]] = field(default_factory=list)  # the ok runs, one per seed
+    runs: list[Result] = field(default_factory=list)  # the ok runs, one per seed
     failed_seeds: list[int] = field(default_factory=list)  # seeds left out: their run failed
+    name: str = ""  # the model name (what --baseline names)
+    source: str | None = None  # the results folder, when several were collected
+    is_baseline: bool = False
+
+    def __post_init__(self) -> None:
+        self.name = self.name or self.model
 
     @property
     def pooled(self) -> bool:
@@ -193,28 +194,35 @@ class Row:
 
 @dataclass
 class Table:
-    """One leaderboard: a (dataset, split, task) group with its rows and metric columns."""
+    """One leaderboard: a (dataset, split, task) group under one protocol, with its rows and
+    metric columns."""
 
     task: str
     dataset: str
     split: str
     columns: list[str]
     rows: list[Row]
-    best: dict[str, set[str]] = field(default_factory=dict)  # metric -> models marked best
+    best: dict[str, set[str]] = field(default_factory=dict)  # metric -> row labels marked best
     baseline: str | None = None
     main: str | None = None  # the metric of the delta column
+    protocol: dict[str, Any] = field(default_factory=dict)  # Result.benchmark of its results
+    variant: str = ""  # what sets this protocol apart from the other tables of the same cell
+    toy: bool = False  # a --quick or --limit run: not a benchmark number
 
     @property
     def title(self) -> str:
         where = f"{self.dataset}/{self.split}" if self.split else self.dataset
-        return f"{where} — {self.task}"
+        return f"{where} — {self.task}" + (f" [{self.variant}]" if self.variant else "")
+
+    def baseline_row(self) -> Row | None:
+        return next((r for r in self.rows if r.is_baseline), None)
 
     def value(self, row: Row, metric: str) -> float | None:
-        return _number(row.record["metrics"].get(metric)) if row.record else None
+        return _number(row.record.metrics.get(metric)) if row.record else None
 
     def interval(self, row: Row, metric: str) -> tuple[float, float] | None:
         """The row's recorded 95% interval of ``metric``, when it holds two finite numbers."""
-        ci = row.record.get("intervals", {}).get(metric) if row.record else None
+        ci = row.record.intervals.get(metric) if row.record else None
         if isinstance(ci, (list, tuple)) and len(ci) == 2:
             lo, hi = _number(ci[0]), _number(ci[1])
             if lo is not None and hi is not None:
@@ -228,10 +236,10 @@ def _number(value: Any) -> float | None:
     return float(value)
 
 
-def _numeric_metrics(records: Iterable[dict[str, Any]]) -> list[str]:
+def _numeric_metrics(records: Iterable[Result]) -> list[str]:
     seen: dict[str, None] = {}
     for r in records:
-        for k, v in r["metrics"].items():
+        for k, v in r.metrics.items():
             if _number(v) is not None:
                 seen.setdefault(k, None)
     return list(seen)
@@ -255,7 +263,7 @@ def _default_columns(task: str, present: list[str]) -> list[str]:
 def _sort_rows(rows: list[Row], metric: str | None) -> list[Row]:
     def key(row: Row) -> tuple:
         rank = {"ok": 0, "failed": 1, "missing": 2}[row.status]
-        value = _number(row.record["metrics"].get(metric)) if row.record and metric else None
+        value = _number(row.record.metrics.get(metric)) if row.record and metric else None
         if value is None:
             return rank, 1, 0.0, row.model
         return rank, 0, -value if higher_is_better(metric) else value, row.model
@@ -263,36 +271,21 @@ def _sort_rows(rows: list[Row], metric: str | None) -> list[Row]:
     return sorted(rows, key=key)
 
 
-def build_tables(
-    records: Sequence[dict[str, Any]],
-    task: str | None = None,
-    dataset: str | None = None,
-    baseline: str | None = None,
-    metrics: Sequence[str] | None = None,
-    digits: int = 1,
-) -> list[Table]:
-    """Group ``records`` into leaderboards, one per (dataset, split, task).
-
-    Rows are every model found in ``records`` (any task), so a model lacking a cell shows as
-    missing. ``dataset`` filters by name or ``name/split``; ``metrics`` picks the columns.
-
-    Raises:
-        ConfigError: an unknown task, dataset, baseline model or metric name.
-    """
-    if not records:
-        raise DataError("no result records to tabulate")
-    check_baseline(records, baseline)
-    all_models = models_in(records)
+def _choose(
+    records: Sequence[Result], task: str | None, dataset: str | None, metrics: Sequence[str] | None
+) -> list[Result]:
+    """``records`` of ``task`` and ``dataset`` (name or name/split); ConfigError on names
+    no record has."""
     present_tasks = tasks_in(records)
     if task is not None and task not in present_tasks:
         raise ConfigError(
             f"no results for task {task!r}{closest(task, present_tasks)}; "
             f"tasks in the results: {', '.join(present_tasks)}"
         )
-    chosen = [r for r in records if task is None or r["task"] == task]
+    chosen = [r for r in records if task is None or r.task == task]
     if dataset is not None:
         names = sorted(
-            {r["dataset"]["name"] for r in chosen} | {"/".join(cell_key(r)[1:3]) for r in chosen}
+            {r.dataset.label for r in chosen} | {"/".join(cell_key(r)[1:3]) for r in chosen}
         )
         chosen = [r for r in chosen if dataset in (cell_key(r)[1], "/".join(cell_key(r)[1:3]))]
         if not chosen:
@@ -305,31 +298,95 @@ def build_tables(
         for m in metrics:
             if m not in known:
                 raise ConfigError(f"no results report metric {m!r}{closest(m, known)}")
-    groups: dict[tuple[str, str, str], dict[str, list[dict[str, Any]]]] = {}
-    for (name, ds, split, t), runs in seed_groups(chosen).items():
-        groups.setdefault((t, ds, split), {})[name] = runs
-    order = {t: i for i, t in enumerate(present_tasks)}
+    return chosen
+
+
+def build_tables(
+    records: Sequence[Result],
+    task: str | None = None,
+    dataset: str | None = None,
+    baseline: str | None = None,
+    metrics: Sequence[str] | None = None,
+    digits: int = 1,
+) -> list[Table]:
+    """Group ``records`` into leaderboards, one per (dataset, split, task) and protocol.
+
+    Rows are every model found in ``records`` (any task), so a model lacking a cell shows as
+    missing. ``dataset`` filters by name or ``name/split``; ``metrics`` picks the columns.
+
+    Raises:
+        ConfigError: an unknown task, dataset, baseline model or metric name.
+    """
+    if not records:
+        raise DataError("no result records to tabulate")
+    check_baseline(records, baseline)
+    chosen = _choose(records, task, dataset, metrics)
+    sources = {r.source for r in records}
+    # every (model, results folder) pair gets a row in every table: missing where it has none
+    everyone = sorted({(r.model.name, r.source or "") for r in records})
+    by_cell: dict[tuple[str, str, str], list[Result]] = {}
+    for r in chosen:
+        by_cell.setdefault((r.task, r.dataset.label, r.dataset.split), []).append(r)
+    order = {t: i for i, t in enumerate(tasks_in(records))}
     tables = []
-    for (t, ds, split), cells in sorted(groups.items(), key=lambda kv: (order[kv[0][0]], kv[0])):
-        ok = [r for runs in cells.values() for r in runs if r.get("status", "ok") == "ok"]
-        if metrics:
-            columns = list(metrics)
-        else:
-            same_task = [r for r in chosen if r["task"] == t and r.get("status", "ok") == "ok"]
-            columns = _default_columns(t, _numeric_metrics(ok or same_task))
-        rows = [_row(name, cells.get(name, [])) for name in all_models]
-        table = Table(t, ds, split, columns, rows, baseline=baseline)
-        table.main = main_metric(t, columns)
-        table.rows = _sort_rows(rows, table.main)
-        table.best = _best(table, digits)
-        if baseline is not None:
-            _add_deltas(table)
-        tables.append(table)
+    cells = sorted(by_cell.items(), key=lambda kv: (order[kv[0][0]], kv[0]))
+    for (t, ds, split), cell_records in cells:
+        groups = protocol_groups(cell_records)
+        labelled = sorted(zip(groups, variant_labels(groups), strict=True),
+                          key=lambda gv: (any(r.toy for r in gv[0]), gv[1]))  # fmt: skip
+        for group, variant in labelled:
+            table = Table(t, ds, split, [], [], baseline=baseline, variant=variant)
+            table.protocol, table.toy = group[0].benchmark(), any(r.toy for r in group)
+            ok = [r for r in group if r.ok]
+            if metrics:
+                table.columns = list(metrics)
+            else:
+                same_task = [r for r in chosen if r.task == t and r.ok]
+                table.columns = _default_columns(t, _numeric_metrics(ok or same_task))
+            table.rows = _rows(group, everyone, multi_source=len(sources) > 1)
+            for row in table.rows:
+                row.is_baseline = row.name == baseline
+            table.main = main_metric(t, table.columns)
+            table.rows = _sort_rows(table.rows, table.main)
+            table.best = _best(table, digits)
+            if baseline is not None:
+                _add_deltas(table)
+            tables.append(table)
     return tables
 
 
+def _rows(group: list[Result], everyone: list[tuple[str, str]], multi_source: bool) -> list[Row]:
+    """A table's rows: per (model, results folder), one row per model-side protocol (labelled
+    when there are several), pooling training seeds; models without a result are missing."""
+    cells: dict[tuple[str, str], dict[str, list[Result]]] = {}
+    for r in group:
+        key = (r.model.name, r.source or "")
+        cells.setdefault(key, {}).setdefault(digest(r.row_protocol()), []).append(r)
+    rows = []
+    for name, source in everyone:
+        label = f"{name} [{source}]" if multi_source else name
+        variants = cells.get((name, source), {})
+        if not variants:
+            rows.append(Row(label, "missing", None, name=name, source=source or None))
+            continue
+        protos = [rs[0].row_protocol() for rs in variants.values()]
+        for runs, proto in zip(variants.values(), protos, strict=True):
+            suffix = _row_variant(proto, protos)
+            row = _row(f"{label} ({suffix})" if suffix else label, runs)
+            row.name, row.source = name, source or None
+            rows.append(row)
+    return rows
+
+
+def _row_variant(proto: dict[str, Any], others: list[dict[str, Any]]) -> str:
+    keys: dict[str, None] = {}
+    for o in others:
+        keys.update(dict.fromkeys(differences(proto, o)))
+    return ", ".join(f"{k} {_show(proto.get(k))}" for k in keys)
+
+
 def _best(table: Table, digits: int) -> dict[str, set[str]]:
-    """Models holding the best value per column, compared at the displayed precision."""
+    """Rows holding the best value per column, compared at the displayed precision."""
     best: dict[str, set[str]] = {}
     for m in table.columns:
         values = {
@@ -344,25 +401,38 @@ def _best(table: Table, digits: int) -> dict[str, set[str]]:
     return best
 
 
-def _row(name: str, runs: list[dict[str, Any]]) -> Row:
-    """A model's row from its runs of one cell: missing, failed (no run finished), one run as
-    it is, or several seeds pooled (``pool_records``)."""
-    ok = [r for r in runs if r.get("status", "ok") == "ok"]
+def _row(label: str, runs: list[Result]) -> Row:
+    """A model's row from its runs of one cell: failed (no run finished), one run as it is, or
+    several seeds pooled (``pool_records``). Runs of one seed beyond the first are duplicates
+    ``collect`` already reported."""
+    by_seed: dict[int | None, Result] = {}
+    for r in sorted(runs, key=lambda r: (r.ok, r.created)):
+        by_seed[train_seed(r)] = r  # an ok run, then the newest, wins its seed
+    runs = list(by_seed.values())
+    ok = sorted((r for r in runs if r.ok), key=_seed_key)
     if not ok:
-        return Row(name, "failed" if runs else "missing", None)
-    failed = sorted(
-        s for r in runs if r.get("status") == "failed" and (s := train_seed(r)) is not None
-    )
+        return Row(label, "failed", None)
+    failed = sorted(s for r in runs if not r.ok and (s := train_seed(r)) is not None)
     record = ok[0] if len(ok) == 1 else pool_records(ok)
-    return Row(name, "ok", record, runs=ok, failed_seeds=failed)
+    return Row(label, "ok", record, runs=ok, failed_seeds=failed)
+
+
+def _seed_key(r: Result) -> tuple[bool, int]:
+    s = train_seed(r)
+    return s is None, s or 0
 
 
 def _add_deltas(table: Table) -> None:
-    base = next(r for r in table.rows if r.model == table.baseline)
-    if base.record is None or table.main is None:
+    """Each row's delta against the baseline row of its results folder (or the only one)."""
+    bases = [r for r in table.rows if r.is_baseline and r.record is not None]
+    if not bases or table.main is None:
         return
     for row in table.rows:
-        if row.record is None or row.model == table.baseline:
+        if row.record is None or row.is_baseline:
+            continue
+        mine = [b for b in bases if b.source == row.source]
+        base = mine[0] if mine else bases[0] if len(bases) == 1 else None
+        if base is None:
             continue
         if row.pooled or base.pooled:
             row.delta = pooled_paired_delta(row.runs, base.runs, table.main)
@@ -371,7 +441,7 @@ def _add_deltas(table: Table) -> None:
 
 
 def leaderboard(
-    records: Sequence[dict[str, Any]],
+    records: Sequence[Result],
     task: str | None = None,
     dataset: str | None = None,
     baseline: str | None = None,
@@ -382,7 +452,7 @@ def leaderboard(
     """Leaderboard tables for ``records`` as Markdown, CSV, LaTeX or HTML.
 
     Args:
-        records: result records, e.g. from ``collect``.
+        records: results, e.g. from ``vilem.results.collect`` (of one or several folders).
         task: one task (retrieval, probe, proofread); None tabulates every task present.
         dataset: only this dataset (``name`` or ``name/split``).
         baseline: a model name; adds a delta column for the task's main metric (rsum, macro,
@@ -394,3 +464,29 @@ def leaderboard(
     check_format(fmt)
     tables = build_tables(records, task, dataset, baseline, metrics, digits)
     return render(tables, fmt, digits)
+
+
+def rows(
+    records: Sequence[Result],
+    task: str | None = None,
+    dataset: str | None = None,
+    baseline: str | None = None,
+    metrics: Sequence[str] | None = None,
+) -> list[dict[str, Any]]:
+    """The leaderboard as plain rows, one per table row: ``dataset``, ``split``, ``task``,
+    ``protocol`` (what sets the table apart), ``toy``, ``model``, ``source``, ``status``,
+    ``seeds``, then per metric its value, ``<m>_lo``, ``<m>_hi`` and ``<m>_best``, and with a
+    baseline ``delta_<main>`` with its interval and ``delta_<main>_significant``. Numbers are
+    floats (None when there is none); the CSV format writes exactly these rows."""
+    from vilem.report.render import table_rows
+
+    return table_rows(build_tables(records, task, dataset, baseline, metrics))
+
+
+def frame(records: Sequence[Result], **kwargs: Any):
+    """``rows`` as a pandas DataFrame (pandas is optional: ConfigError when it is missing)."""
+    try:
+        import pandas as pd
+    except ImportError as exc:
+        raise ConfigError("a DataFrame needs pandas: pip install pandas") from exc
+    return pd.DataFrame(rows(records, **kwargs))

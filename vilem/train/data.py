@@ -119,9 +119,11 @@ class CaptionPairs(Dataset):
         else:
             from vilem.data.video import read_frames
 
+            window = None if self.split.windows is None else self.split.windows[item]
             frames = read_frames(
-                self.split.item_paths[item], self.prep.frames, self.prep.sampling, rng
-            )
+                self.split.item_paths[item], self.prep.frames, self.prep.sampling, rng,
+                window=window,
+            )  # fmt: skip
             x = resize_center_crop(frames, self.prep.image_size)
         if self.prep.augment:
             x = random_resized_crop(x, rng, self.prep.image_size)
