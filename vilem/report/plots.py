@@ -1,58 +1,45 @@
-"""Report figures (PNG, matplotlib's Agg canvas): recall@K curves, per-category probe accuracy,
-training curves, image -> video transfer, and proofreading examples coloured by error probability.
+"""Report figures: recall@K curves, per-category probe accuracy, the paired zero-shot / fine-tuned
+video-transfer chart, a forest plot of per-category deltas, training curves
+(``vilem.report.plot_training``) and proofreading examples (``vilem.report.plot_proofread``).
 
-Figures are built on ``matplotlib.figure.Figure`` with an Agg canvas rather than pyplot, so
-drawing needs no display and leaves no global state behind. Each function writes its PNG
-atomically and returns the path.
+Every function takes the path(s) to write (the suffix sets the format, see
+``vilem.report.figure.save``) and returns the first. Colours come from a ``{model: colour}``
+mapping (``vilem.report.colours.model_colours``) so one model has one colour in every figure.
 """
 
 from __future__ import annotations
 
-import io
-import json
-import re
-from collections.abc import Sequence
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
-from matplotlib import colormaps
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.cm import ScalarMappable
-from matplotlib.colors import Normalize
-from matplotlib.figure import Figure
 
 from vilem.errors import DataError
-from vilem.io import atomic_write_bytes
 from vilem.metrics.info import DIRECTIONS, RECALL_KS
+from vilem.report.colours import CHANCE_COLOUR, colour_of
+from vilem.report.compare import Delta
+from vilem.report.figure import new_figure, save
+from vilem.report.lineage import FINE_TUNED, base_model_name, is_chance, setting_of
+from vilem.report.plot_proofread import _example_image, _words, proofread_examples
+from vilem.report.plot_training import Ramp, read_train_log, training_curves
+from vilem.results import Result
+
+__all__ = [
+    "CHANCE", "Ramp", "TransferGroup", "_example_image", "_words", "base_model_name",
+    "chance_rsum", "forest", "probe_accuracy", "proofread_examples", "read_train_log",
+    "recall_at_k", "setting_of", "training_curves", "video_transfer",
+]  # fmt: skip
 
 CHANCE = 50.0  # text-only chance of a two-way probe
-_DPI = 110
-_SPECIAL_TOKENS = {"[CLS]", "[SEP]", "[PAD]", "<s>", "</s>", "<pad>", "<|endoftext|>"}
 _DIRECTION_TITLE = {"t2i": "text → item", "i2t": "item → text"}
+Paths = str | Path | Sequence[str | Path]
 
 
-def _model(record: dict[str, Any]) -> str:
-    return str(record["model"].get("name") or record["model"].get("spec"))
-
-
-def _save(fig: Figure, path: str | Path) -> Path:
-    path = Path(path)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=_DPI, bbox_inches="tight")
-    atomic_write_bytes(path, buf.getvalue())
-    return path
-
-
-def _new_figure(width: float, height: float) -> Figure:
-    fig = Figure(figsize=(width, height))
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def _yerr(record: dict[str, Any], metric: str, value: float) -> tuple[float, float]:
+def _yerr(record: Result, metric: str, value: float) -> tuple[float, float]:
     """Error-bar lengths below and above ``value`` from the record's 95% interval (0 if none)."""
-    ci = record.get("intervals", {}).get(metric)
+    ci = record.intervals.get(metric)
     if isinstance(ci, (list, tuple)) and len(ci) == 2:
         try:
             lo, hi = float(ci[0]), float(ci[1])
@@ -62,18 +49,29 @@ def _yerr(record: dict[str, Any], metric: str, value: float) -> tuple[float, flo
     return 0.0, 0.0
 
 
-def _metric(record: dict[str, Any], name: str) -> float | None:
-    v = record["metrics"].get(name)
+def _metric(record: Result, name: str) -> float | None:
+    v = record.metrics.get(name)
     return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
 
 
-def recall_at_k(records: Sequence[dict[str, Any]], path: str | Path, title: str = "") -> Path:
+def _legend_right(ax) -> None:
+    if not ax.get_legend_handles_labels()[0]:
+        return
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+
+
+def recall_at_k(
+    records: Sequence[Result],
+    path: Paths,
+    title: str = "",
+    colours: Mapping[str, str] | None = None,
+) -> Path:
     """R@1/5/10 per model, one panel per direction, error bars from the 95% intervals."""
-    fig = _new_figure(10, 4)
+    fig = new_figure(9.5, 3.6)
     axes = fig.subplots(1, 2, sharey=True)
-    colors = colormaps["tab10"]
+    top = 0.0
     for ax, direction in zip(axes, DIRECTIONS, strict=True):
-        for i, rec in enumerate(records):
+        for rec in records:
             ks, values, errs = [], [], []
             for k in RECALL_KS:
                 v = _metric(rec, f"{direction}_R@{k}")
@@ -84,38 +82,39 @@ def recall_at_k(records: Sequence[dict[str, Any]], path: str | Path, title: str 
             if not ks:
                 continue
             yerr = np.asarray(errs).T if any(e != (0.0, 0.0) for e in errs) else None
+            top = max(top, *(v + e[1] for v, e in zip(values, errs, strict=True)))
             ax.errorbar(
-                ks,
-                values,
-                yerr=yerr,
-                marker="o",
-                capsize=3,
-                color=colors(i % 10),
-                label=_model(rec),
-            )
+                ks, values, yerr=yerr, marker="o", capsize=3,
+                color=colour_of(colours, rec.model.name), label=rec.model.name,
+                linestyle=":" if is_chance(rec) else "-",
+            )  # fmt: skip
         ax.set_xticks(list(RECALL_KS))
         ax.set_xlabel("K")
         ax.set_title(_DIRECTION_TITLE[direction])
-        ax.set_ylim(0, 100)
+        ax.set_ylim(0, min(100.0, max(10.0, top * 1.12)))
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("recall@K (%)")
-    axes[1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    _legend_right(axes[1])
     if title:
-        fig.suptitle(title)
-    return _save(fig, path)
+        fig.suptitle(title, y=1.04)
+    return save(fig, path)
 
 
-def probe_accuracy(records: Sequence[dict[str, Any]], path: str | Path, title: str = "") -> Path:
+def probe_accuracy(
+    records: Sequence[Result],
+    path: Paths,
+    title: str = "",
+    colours: Mapping[str, str] | None = None,
+) -> Path:
     """Grouped bars: accuracy per probe category (and the macro mean) per model, with 95%
     interval error bars and the 50% chance line."""
-    cats = sorted({m for r in records for m in r["metrics"] if m.startswith("acc_")})
+    cats = sorted({m for r in records for m in r.metrics if m.startswith("acc_")})
     groups = [*cats, "macro"]
-    labels = [c.removeprefix("acc_") for c in cats] + ["macro"]
+    labels = [c.removeprefix("acc_").replace("_bal", " (bal.)") for c in cats] + ["macro"]
     n = max(1, len(records))
     width = 0.8 / n
-    fig = _new_figure(max(6.0, 1.1 * len(groups) + 2), 4)
+    fig = new_figure(max(6.0, 0.9 * len(groups) + 2.5), 3.8)
     ax = fig.subplots()
-    colors = colormaps["tab10"]
     x = np.arange(len(groups))
     for i, rec in enumerate(records):
         values, errs = [], []
@@ -124,293 +123,175 @@ def probe_accuracy(records: Sequence[dict[str, Any]], path: str | Path, title: s
             values.append(np.nan if v is None else v)
             errs.append((0.0, 0.0) if v is None else _yerr(rec, g, v))
         ax.bar(
-            x - 0.4 + width * (i + 0.5),
-            values,
-            width,
-            yerr=np.asarray(errs).T,
-            capsize=2,
-            color=colors(i % 10),
-            label=_model(rec),
-        )
+            x - 0.4 + width * (i + 0.5), values, width, yerr=np.asarray(errs).T, capsize=2,
+            color=colour_of(colours, rec.model.name), label=rec.model.name,
+        )  # fmt: skip
     ax.axhline(CHANCE, color="black", linestyle="--", linewidth=1, label="chance (50%)")
     ax.set_xticks(x, labels, rotation=30, ha="right")
     ax.set_ylabel("accuracy (%)")
     ax.set_ylim(0, 105)  # room for the error bars of near-perfect categories
     ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    _legend_right(ax)
     if title:
         ax.set_title(title)
-    return _save(fig, path)
+    return save(fig, path)
 
 
-def read_train_log(log_path: str | Path) -> list[dict[str, Any]]:
-    """Records of a training ``log.jsonl``: one JSON object per line, blank lines ignored."""
-    log_path = Path(log_path)
-    if not log_path.is_file():
-        raise DataError(f"training log not found: {log_path}")
-    rows = []
-    with open(log_path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(
-                    f"training log {log_path} line {lineno} is not JSON: {exc.msg}"
-                ) from exc
-            if isinstance(row, dict):
-                rows.append(row)
-    return rows
+# ----------------------------------------------------------------------------- transfer
 
 
-def training_curves(log_path: str | Path, path: str | Path, title: str = "") -> Path:
-    """The total loss and its parts (``loss``, ``itc``, ``ed_*``, ``ec_*``) against ``step``;
-    validation numbers (keys starting with ``val``) in a second panel when the log has them."""
-    rows = [r for r in read_train_log(log_path) if isinstance(r.get("step"), (int, float))]
-    if not rows:
-        raise DataError(f"training log {log_path} has no records with a 'step'")
-
-    def series(keep) -> dict[str, tuple[list[float], list[float]]]:
-        out: dict[str, tuple[list[float], list[float]]] = {}
-        for r in rows:
-            for k, v in r.items():
-                if keep(k) and isinstance(v, (int, float)) and not isinstance(v, bool):
-                    xs, ys = out.setdefault(k, ([], []))
-                    xs.append(float(r["step"]))
-                    ys.append(float(v))
-        return out
-
-    losses = series(lambda k: "loss" in k.lower() or k == "itc" or k.startswith(("ed_", "ec_")))
-    vals = series(lambda k: k.lower().startswith("val"))
-    if not losses and not vals:
-        raise DataError(f"training log {log_path} has no loss or validation values")
-    panels = [(name, s) for name, s in (("loss", losses), ("validation", vals)) if s]
-    fig = _new_figure(6 * len(panels), 4)
-    axes = np.atleast_1d(fig.subplots(1, len(panels)))
-    for ax, (name, data) in zip(axes, panels, strict=True):
-        for key in sorted(data):
-            xs, ys = data[key]
-            ax.plot(xs, ys, label=key, linewidth=1.2 if key == "loss" else 0.9)
-        ax.set_xlabel("step")
-        ax.set_ylabel(name)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    if title:
-        fig.suptitle(title)
-    return _save(fig, path)
-
-
-_ZERO_SHOT = re.compile(r"zero[-_ ]?shot|(^|[-_ ])zs($|[-_ ])", re.I)
-_FINE_TUNED = re.compile(r"fine[-_ ]?tun(ed|e|ing)|(^|[-_ ])ft($|[-_ ])", re.I)
-
-
-def setting_of(record: dict[str, Any]) -> str | None:
-    """``zero-shot`` / ``fine-tuned`` (or any other label) from ``extra.setting``, else from the
-    model's name; None when neither says."""
-    setting = record.get("extra", {}).get("setting")
-    if isinstance(setting, str) and setting:
-        return setting
-    name = _model(record)
-    if _ZERO_SHOT.search(name):
-        return "zero-shot"
-    if _FINE_TUNED.search(name):
-        return "fine-tuned"
-    return None
-
-
-def base_model_name(record: dict[str, Any]) -> str:
-    """The model's name without a zero-shot / fine-tuned marker, to pair the two settings."""
-    name = _model(record)
-    stripped = _FINE_TUNED.sub(" ", _ZERO_SHOT.sub(" ", name)).strip(" -_")
-    return stripped or name
-
-
-def video_transfer(records: Sequence[dict[str, Any]], path: str | Path, title: str = "") -> Path:
-    """RSUM on video datasets: one panel per (dataset, split), bars per model grouped by
-    setting (zero-shot vs fine-tuned) when records say which."""
-    groups: dict[str, list[dict[str, Any]]] = {}
-    for r in records:
-        groups.setdefault(f"{r['dataset']['name']}/{r['dataset'].get('split', '')}", []).append(r)
-    if not groups:
-        raise DataError("no video retrieval results to plot")
-    fig = _new_figure(max(6.0, 5.0 * len(groups)), 4)
-    axes = np.atleast_1d(fig.subplots(1, len(groups), squeeze=False)[0])
-    colors = colormaps["tab10"]
-    for ax, (name, recs) in zip(axes, sorted(groups.items()), strict=True):
-        order = {"zero-shot": 0, "fine-tuned": 1}
-        settings = sorted({setting_of(r) or "—" for r in recs}, key=lambda s: (order.get(s, 2), s))
-        bases = sorted({base_model_name(r) for r in recs})
-        x = np.arange(len(bases))
-        width = 0.8 / len(settings)
-        for j, setting in enumerate(settings):
-            values, errs = [], []
-            for b in bases:
-                match = [
-                    r for r in recs if base_model_name(r) == b and (setting_of(r) or "—") == setting
-                ]
-                v = _metric(match[0], "rsum") if match else None
-                values.append(np.nan if v is None else v)
-                errs.append((0.0, 0.0) if v is None else _yerr(match[0], "rsum", v))
-            ax.bar(
-                x - 0.4 + width * (j + 0.5),
-                values,
-                width,
-                yerr=np.asarray(errs).T,
-                capsize=2,
-                color=colors(j % 10),
-                label=setting,
-                hatch="//" if setting == "zero-shot" else None,
-            )
-        ax.set_xticks(x, bases, rotation=20, ha="right")
-        ax.set_title(name)
-        ax.set_ylabel("RSUM")
-        ax.grid(axis="y", alpha=0.3)
-        if len(settings) > 1 or settings != ["—"]:
-            ax.legend(fontsize=8)
-    if title:
-        fig.suptitle(title)
-    return _save(fig, path)
-
-
-# ----------------------------------------------------------------------------- proofreading
-
-
-def _words(example: dict[str, Any], i: int) -> list[tuple[str, float, bool]]:
-    """(word, error probability, edited) with word pieces (``##x``) merged into their word
-    (max probability, edited if any piece is) and special tokens dropped."""
-    tokens, probs, errors = (
-        example.get("tokens"),
-        example.get("error_prob"),
-        example.get("is_error"),
-    )
-    if not isinstance(tokens, list) or not isinstance(probs, list):
-        raise DataError(f"proofreading example {i} needs 'tokens' and 'error_prob' lists")
-    if errors is None:
-        errors = [0] * len(tokens)
-    if not (len(tokens) == len(probs) == len(errors)):
-        raise DataError(
-            f"proofreading example {i}: tokens, error_prob and is_error differ in length "
-            f"({len(tokens)}, {len(probs)}, {len(errors)})"
-        )
-    words: list[tuple[str, float, bool]] = []
-    for tok, p, e in zip(tokens, probs, errors, strict=True):
-        tok = str(tok)
-        if tok in _SPECIAL_TOKENS:
-            continue
-        try:
-            prob = min(1.0, max(0.0, float(p)))
-        except (TypeError, ValueError) as exc:
-            raise DataError(f"proofreading example {i}: error_prob {p!r} is not a number") from exc
-        if tok.startswith("##") and words:
-            w, wp, we = words[-1]
-            words[-1] = (w + tok[2:], max(wp, prob), we or bool(e))
-        else:
-            words.append((tok, prob, bool(e)))
-    return words
-
-
-def _example_image(example: dict[str, Any], base_dirs: Sequence[Path]) -> np.ndarray | None:
-    """The example's image, or its first frames side by side; None when none can be read."""
-    from PIL import Image
-
-    paths = example.get("frames") or ([example["image"]] if example.get("image") else [])
-    if isinstance(paths, str):
-        paths = [paths]
-    images = []
-    for p in list(paths)[:3]:
-        candidates = [Path(p)] if Path(p).is_absolute() else [d / p for d in base_dirs]
-        for c in [*candidates, Path(p)]:
-            try:
-                with Image.open(c) as im:
-                    im = im.convert("RGB")
-                    im.thumbnail((224, 224))
-                    images.append(np.asarray(im))
-                break
-            except OSError:
-                continue
-    if not images:
+def chance_rsum(record: Result) -> float | None:
+    """The RSUM of a random ranking on the record's data: text -> item hits one item among N
+    (K/N); item -> text hits when any of its c = T/N captions is among the top K of T texts.
+    None without item and text counts."""
+    items, texts = record.dataset.counts.get("items"), record.dataset.counts.get("texts")
+    if not isinstance(items, int) or not isinstance(texts, int) or items < 1 or texts < items:
         return None
-    height = min(im.shape[0] for im in images)
-    return np.concatenate([im[:height] for im in images], axis=1)
+    ks = record.protocol.recall_ks if record.protocol else RECALL_KS
+    per_item = texts / items
+    total = 0.0
+    for k in ks:
+        total += min(1.0, k / items)
+        miss = 1.0  # P(none of the item's captions in the top k), drawn without replacement
+        for j in range(min(k, texts)):
+            miss *= max(0.0, (texts - per_item - j) / (texts - j))
+        total += 1.0 - miss
+    return 100.0 * total if math.isfinite(total) else None
 
 
-def proofread_examples(
-    examples: Sequence[dict[str, Any]],
-    path: str | Path,
-    title: str = "",
-    max_examples: int = 6,
-    base_dirs: Sequence[str | Path] = (),
-) -> Path:
-    """Each example's words coloured by the error-detection head's probability (red = likely
-    an error), words that really were edited boxed, next to the image or first frames.
+@dataclass
+class TransferGroup:
+    """One method on one video dataset: its zero-shot record and its fine-tuned record."""
 
-    Args:
-        examples: dicts with ``tokens``, ``error_prob``, ``is_error`` and ``image`` (a path or
-            None) or ``frames`` (paths).
-        path: where the PNG goes.
-        title: figure title.
-        max_examples: how many examples are drawn.
-        base_dirs: folders relative image paths are looked up in.
-    """
-    examples = list(examples)[:max_examples]
-    if not examples:
-        raise DataError("no proofreading examples to draw")
-    dirs = [Path(d) for d in base_dirs]
-    cmap, norm = colormaps["Reds"], Normalize(0.0, 1.0)
-    rows = len(examples)
-    fig = _new_figure(11, 1.9 * rows + 0.8)
-    grid = fig.add_gridspec(rows + 1, 2, width_ratios=[1, 3.2], height_ratios=[1] * rows + [0.12])
-    renderer = fig.canvas.get_renderer()
-    for i, example in enumerate(examples):
-        words = _words(example, i)
-        ax_img = fig.add_subplot(grid[i, 0])
-        ax_img.set_axis_off()
-        image = _example_image(example, dirs)
-        if image is None:
-            ax_img.text(0.5, 0.5, "no image", ha="center", va="center", color="grey")
+    method: str
+    zero_shot: Result | None
+    fine_tuned: Result | None
+
+
+def transfer_groups(records: Sequence[Result], parents: Mapping[str, str]) -> list[TransferGroup]:
+    """Pair each fine-tuned record with the zero-shot record of the model it started from;
+    chance models are left out (the chart draws chance as a line)."""
+    shown = [r for r in records if not is_chance(r)]
+    by_name = {r.model.name: r for r in shown}
+    groups: dict[str, TransferGroup] = {}
+    for r in shown:
+        if setting_of(r) == FINE_TUNED and parents.get(r.model.name) in by_name:
+            parent = parents[r.model.name]
+            groups.setdefault(parent, TransferGroup(parent, by_name[parent], None)).fine_tuned = r
+        elif setting_of(r) == FINE_TUNED:
+            groups.setdefault(r.model.name, TransferGroup(r.model.name, None, r))
         else:
-            ax_img.imshow(image)
-        ax = fig.add_subplot(grid[i, 1])
-        ax.set_axis_off()
-        _draw_words(ax, words, cmap, norm, renderer)
-    cax = fig.add_subplot(grid[rows, 1])
-    fig.colorbar(ScalarMappable(norm, cmap), cax=cax, orientation="horizontal").set_label(
-        "error probability (boxed: the word was edited)"
-    )
+            groups.setdefault(r.model.name, TransferGroup(r.model.name, r, None)).zero_shot = r
+    return [groups[k] for k in sorted(groups)]
+
+
+def video_transfer(
+    records: Sequence[Result],
+    path: Paths,
+    title: str = "",
+    colours: Mapping[str, str] | None = None,
+    parents: Mapping[str, str] | None = None,
+) -> Path:
+    """RSUM on each video dataset: per method, its zero-shot bar (hatched) next to its
+    fine-tuned version, with 95% intervals, the values written on the bars and a dashed chance
+    line (a random ranking, ``chance_rsum``; else a chance model's value)."""
+    panels: dict[str, list[Result]] = {}
+    for r in records:
+        panels.setdefault(f"{r.dataset.label}/{r.dataset.split}", []).append(r)
+    if not panels:
+        raise DataError("no video retrieval results to plot")
+    fig = new_figure(max(6.0, 5.5 * len(panels)), 4.2)
+    axes = np.atleast_1d(fig.subplots(1, len(panels), squeeze=False)[0])
+    for ax, (name, recs) in zip(axes, sorted(panels.items()), strict=True):
+        groups = transfer_groups(recs, parents or {})
+        for i, g in enumerate(groups):
+            for j, (rec, setting) in enumerate(
+                ((g.zero_shot, "zero-shot"), (g.fine_tuned, "fine-tuned"))
+            ):
+                if rec is None or (v := _metric(rec, "rsum")) is None:
+                    continue
+                x, err = i + (j - 0.5) * 0.38, _yerr(rec, "rsum", v)
+                ax.bar(
+                    x, v, 0.36, yerr=np.asarray([err]).T, capsize=3,
+                    color=colour_of(colours, rec.model.name), edgecolor="black",
+                    linewidth=0.6, hatch="//" if setting == "zero-shot" else None,
+                    label=f"{rec.model.name} ({setting})",
+                )  # fmt: skip
+                ax.annotate(f"{v:.1f}", (x, v + err[1]), xytext=(0, 3), textcoords="offset points",
+                            ha="center", va="bottom", fontsize=8)  # fmt: skip
+        chance = _chance_line(recs)
+        if chance is not None:
+            ax.axhline(chance, color=CHANCE_COLOUR, linestyle="--", linewidth=1.2,
+                       label=f"chance ({chance:.1f})")  # fmt: skip
+        ax.set_xticks(range(len(groups)), [g.method for g in groups])
+        ax.set_xlim(-0.7, len(groups) - 0.3)
+        ax.set_title(name)
+        ax.set_ylabel("RSUM (of 600)")
+        ax.set_ylim(0, max([ax.get_ylim()[1] * 1.08, (chance or 0) * 1.2, 10]))
+        ax.grid(axis="y", alpha=0.3)
+        _legend_right(ax)
     if title:
         fig.suptitle(title)
-    return _save(fig, path)
+    return save(fig, path)
 
 
-def _draw_words(ax, words, cmap, norm, renderer) -> None:
-    """Lay the words out left to right in axes coordinates, wrapping at the right edge."""
-    ax_width = ax.get_window_extent(renderer=renderer).width
-    ax_height = ax.get_window_extent(renderer=renderer).height
-    x, y, line_height, gap = 0.0, 0.9, 0.0, 0.012
-    for word, prob, edited in words:
-        box = {
-            "boxstyle": "square,pad=0.25",
-            "facecolor": cmap(norm(prob)),
-            "edgecolor": "black" if edited else "none",
-            "linewidth": 2.0 if edited else 0.0,
-        }
-        color = "white" if prob > 0.6 else "black"  # stays readable on dark red
-        text = ax.text(
-            x,
-            y,
-            word,
-            transform=ax.transAxes,
-            fontsize=12,
-            va="top",
-            ha="left",
-            bbox=box,
-            color=color,
-        )
-        extent = text.get_window_extent(renderer=renderer)
-        width = extent.width / ax_width
-        line_height = max(line_height, 1.6 * extent.height / ax_height)
-        if x > 0 and x + width > 1.0:  # wrap to the next line
-            x, y = 0.0, y - line_height
-            text.set_position((x, y))
-        x += width + gap
+def _chance_line(records: Sequence[Result]) -> float | None:
+    for r in records:
+        if (c := chance_rsum(r)) is not None:
+            return c
+    chance = [v for r in records if is_chance(r) and (v := _metric(r, "rsum")) is not None]
+    return chance[0] if chance else None
+
+
+# ----------------------------------------------------------------------------- forest
+
+
+@dataclass
+class ForestSeries:
+    """One comparison in a forest plot: its label, colour and a delta per row label."""
+
+    label: str
+    colour: str
+    deltas: dict[str, Delta]
+
+
+def forest(
+    rows: Sequence[str], series: Sequence[ForestSeries], path: Paths, title: str = "",
+    xlabel: str = "Δ accuracy (points), model − baseline",
+) -> Path:  # fmt: skip
+    """Deltas with their 95% intervals, one line per row label (e.g. a probe category) and one
+    marker per comparison: filled when the interval excludes 0, hollow when it does not."""
+    if not rows or not series:
+        raise DataError("no deltas to plot")
+    fig = new_figure(8.5, 0.45 * len(rows) * max(1, len(series)) ** 0.5 + 1.4)
+    ax = fig.subplots()
+    # the first comparison on top within each row, as in the legend
+    offsets = np.linspace(0.25, -0.25, len(series)) if len(series) > 1 else [0.0]
+    for n, (s, off) in enumerate(zip(series, offsets, strict=True)):
+        label: str | None = s.label  # on the first marker drawn only
+        marker = "osD^v"[n % 5]  # shapes tell apart comparisons of one colour family
+        for y, row in enumerate(rows):
+            d = s.deltas.get(row)
+            if d is None or d.value is None:
+                continue
+            yy = len(rows) - 1 - y + off
+            if d.lo is not None and d.hi is not None:
+                ax.plot([d.lo, d.hi], [yy, yy], color=s.colour, linewidth=1.6)
+            filled = bool(d.significant)
+            ax.plot(
+                d.value, yy, marker, markersize=6, color=s.colour,
+                markerfacecolor=s.colour if filled else "white", markeredgewidth=1.5,
+                label=label,
+            )  # fmt: skip
+            label = None
+    ax.axvline(0.0, color="black", linewidth=0.8)
+    ax.set_yticks(range(len(rows)), list(reversed(rows)))
+    ax.set_ylim(-0.6, len(rows) - 0.4)
+    ax.set_xlabel(xlabel)
+    ax.grid(axis="x", alpha=0.3)
+    _legend_right(ax)
+    ax.text(1.01, 0.0, "filled: interval excludes 0", transform=ax.transAxes, fontsize=7,
+            va="bottom", color="#555555")  # fmt: skip
+    if title:
+        ax.set_title(title)
+    return save(fig, path)
