@@ -3,13 +3,29 @@
 # recipes for a few hundred bf16 steps each; prints samples/s and peak CUDA memory per recipe.
 #
 #   bash benchmarks/gpu_check.sh [STEPS] [OUT]        (defaults: 300, runs/gpu-check)
+#   bash benchmarks/gpu_check.sh paper [STEPS]        (the paper recipe, see below; default 20)
 #
 # Env: PYTHON (default .venv/bin/python), BATCH (per-GPU batch, default 128), WORKERS (default 4),
 # LM_STEPS (masked-LM steps, default 600),
 # ALLOW_CPU=1 to dry-run the script on a machine without CUDA (fp32, tiny step counts advised).
+#
+# paper mode (benchmarks/perf/paper_recipe.py): ViT-B/16 at 224 px + BERT-base, fusion at 6,
+# momentum encoders and queue, bf16, batch 256 (BATCH overrides), random init, generated data;
+# ITC-only and ViLEM, eager and torch.compile (COMPILE=both|off|on); prints samples/s, model
+# FLOPs per sample, MFU against the GPU's dense bf16 peak, peak memory, the ViLEM/ITC ratio, and
+# writes runs/gpu-check/paper.json. TINY=1: the same code at toy size on the CPU (a smoke test).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
+
+if [[ "${1:-}" == paper ]]; then
+  args=(--compile "${COMPILE:-both}")
+  [[ -n "${2:-}" ]] && args+=(--steps "$2")
+  [[ -n "${BATCH:-}" ]] && args+=(--batch "$BATCH")
+  [[ "${TINY:-0}" == 1 ]] && args+=(--tiny)
+  mkdir -p runs/gpu-check
+  exec "$PY" benchmarks/perf/paper_recipe.py "${args[@]}" --json runs/gpu-check/paper.json
+fi
 STEPS=${1:-300}
 OUT=${2:-runs/gpu-check}
 BATCH=${BATCH:-128}

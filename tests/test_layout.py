@@ -12,7 +12,7 @@ import vilem
 PACKAGE = Path(vilem.__file__).parent
 # lower layers never import higher ones; a layer may import itself and anything below
 LAYERS = {
-    "errors": 0, "io": 0, "registry": 0, "config": 0, "dist": 0,
+    "errors": 0, "io": 0, "registry": 0, "config": 0, "dist": 0, "threads": 0,
     "metrics": 1,
     "data": 2,
     "model": 3,

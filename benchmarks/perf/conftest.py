@@ -17,9 +17,14 @@ from typing import Any
 
 import pytest
 
+from vilem.threads import configure
+
 # the suite never reaches a hub: every model is random-init, every input generated here
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# the thread settings the `vilem` command applies at start (passive OpenMP waiting, counts
+# from the CPU affinity), before torch loads; child processes inherit them
+THREADS = configure()
 
 if os.environ.get("VILEM_PERF_THREADS"):  # run_perf.py --threads N
     import torch
@@ -112,16 +117,18 @@ def synthetic_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def vilem_config(recipe: str, **overrides: Any) -> Any:
-    """The ``model`` section of a packaged training recipe as a ViLEMConfig, or skip the case
-    when the ViLEM model code is not there (yet)."""
+    """The ``model`` section of a packaged training recipe (a ViLEMConfig) with ``overrides``
+    of its top-level fields, or skip the case when the ViLEM model code is not there (yet)."""
+    import dataclasses
+
     try:
         from vilem.model.vilem import ViLEM  # noqa: F401  (only checks the model code exists)
-        from vilem.train.config import load_config, validate_model_section
+        from vilem.train.config import load_config
     except ImportError as exc:
         pytest.skip(f"model code missing: {exc}")
-    raw = dict(load_config(recipe).model)
-    raw.update(overrides)
-    return validate_model_section(raw)
+    cfg = dataclasses.replace(load_config(recipe).model, **overrides)
+    cfg.validate()
+    return cfg
 
 
 def build_vilem(recipe: str, seed: int = 0, **overrides: Any) -> Any:
@@ -138,7 +145,15 @@ def build_vilem(recipe: str, seed: int = 0, **overrides: Any) -> Any:
 
 def attach_random_mlm(model: Any) -> None:
     """Give ``model`` ViLEM's MLM negatives generator with a random-init masked LM of exactly
-    the architecture ``vilem train-lm`` trains by default (its weights do not change its cost)."""
+    the architecture ``vilem train-lm`` trains by default.
+
+    A random-init MLM spreads its fills over the whole vocabulary, so the recipe's plausibility
+    filter (``min_prob``) would drop every one and the ViLEM step would run EC on no edit at
+    all (the suite measured that step before). The filter is off here: every picked position is
+    edited, about ``p`` of the eligible words (~1.5-2 a caption, as a trained MLM keeps; the
+    step reports ``n_edits``)."""
+    import dataclasses
+
     import torch
     from transformers import BertConfig, BertForMaskedLM
 
@@ -158,7 +173,8 @@ def attach_random_mlm(model: Any) -> None:
         tie_word_embeddings=True,
     )
     torch.manual_seed(1)
-    model.editor = MLMEditor(BertForMaskedLM(config), tokenizer, model.config.negatives)
+    negatives = dataclasses.replace(model.config.negatives, min_prob=0.0)
+    model.editor = MLMEditor(BertForMaskedLM(config), tokenizer, negatives)
 
 
 def train_settings() -> tuple[int, int, float | None]:

@@ -21,11 +21,11 @@ def eval_setup(synthetic_root) -> dict[str, Any]:
     return {"model": model, "split": split}
 
 
-def _evaluate(setup: dict[str, Any], cache_dir: Path) -> dict[str, Any]:
+def _evaluate(setup: dict[str, Any], cache_dir: Path) -> Any:
     from vilem.eval.engine import EvalOptions, evaluate
 
     opts = EvalOptions(cache_dir=cache_dir, quiet=True)
-    return evaluate(setup["model"], {"spec": "small-vilem"}, setup["split"], "retrieval", opts)
+    return evaluate(setup["model"], setup["split"], "retrieval", opts)
 
 
 @pytest.mark.benchmark(group="embedding_cache")
@@ -34,8 +34,8 @@ def test_eval_cold_cache(benchmark, eval_setup, tmp_path):
     result = benchmark.pedantic(
         lambda: _evaluate(eval_setup, next(fresh)), rounds=3, warmup_rounds=1
     )
-    assert result["extra"]["cache"] == {"hits": 0, "misses": 2}
-    benchmark.extra_info["timings"] = result["timings"]
+    assert result.extra["cache"] == {"hits": 0, "misses": 2}
+    benchmark.extra_info["timings"] = result.timings
     benchmark.extra_info["counts"] = eval_setup["split"].counts()
 
 
@@ -43,6 +43,6 @@ def test_eval_cold_cache(benchmark, eval_setup, tmp_path):
 def test_eval_warm_cache(benchmark, eval_setup, tmp_path):
     first = _evaluate(eval_setup, tmp_path)  # fills the cache
     result = benchmark.pedantic(lambda: _evaluate(eval_setup, tmp_path), rounds=10, warmup_rounds=1)
-    assert result["extra"]["cache"] == {"hits": 2, "misses": 0}
-    assert result["metrics"] == first["metrics"]
-    benchmark.extra_info["timings"] = result["timings"]
+    assert result.extra["cache"] == {"hits": 2, "misses": 0}
+    assert result.metrics == first.metrics
+    benchmark.extra_info["timings"] = result.timings

@@ -1,6 +1,8 @@
 """Retrieval metrics from embeddings: the project's chunked path against a naive per-row argsort
-reference and against the bare similarity matmul (the floor), at 5,000 x 25,000; and the large
-gallery (50,000 x 250,000) in a child process for its peak memory."""
+reference and against the bare similarity matmul (the floor), at 5,000 x 25,000; the large
+gallery (50,000 x 250,000) in a child process for its peak memory, beside FAISS's exact top-10
+search (``IndexFlatIP``, both directions, the same threads); and a scaling curve, 1,000 items
+upwards, 5 captions each, D = 128, of both."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ import numpy as np
 import pytest
 
 # pytest puts this folder on sys.path (rootdir-relative "prepend" imports, no __init__.py)
-from conftest import interleaved
+from conftest import interleaved, require
 from gallery_child import bare_chunked_matmul, make_inputs
 
 from vilem import metrics as M
@@ -21,6 +23,11 @@ from vilem.metrics import ranking as R
 
 N_ITEMS, PER_ITEM, DIM = 5_000, 5, 256
 CHILD = Path(__file__).with_name("gallery_child.py")
+GALLERY = ("bare_chunked_matmul", "chunked_metric_path", "faiss_top10")
+MODES = {"bare_chunked_matmul": "matmul", "chunked_metric_path": "metrics", "faiss_top10": "faiss"}
+# the curve: 50,000 items is the large-gallery case; FAISS stops earlier (5x vilem's time)
+SCALING = {"vilem": (1_000, 2_000, 5_000, 10_000, 20_000, 100_000), "faiss": (1_000, 5_000, 20_000)}
+RECALLS = [f"{d}_R@{k}" for d in ("t2i", "i2t") for k in (1, 5, 10)]
 
 
 @pytest.fixture(scope="module")
@@ -125,12 +132,39 @@ def _run_child(benchmark, mode: str, items: int, dim: int) -> dict:
     return report
 
 
+def _same_recalls(faiss: dict, vilem: dict) -> None:
+    """FAISS's top-10 and vilem's ranks give the same Recall@1/5/10 (up to exact ties)."""
+    for key in RECALLS:
+        assert abs(faiss[key] - vilem[key]) < 0.05, (key, faiss[key], vilem[key])
+
+
+_METRICS: dict[str | int, dict] = {}  # variant or items -> vilem's (or FAISS's) metrics
+
+
 @pytest.mark.benchmark(group="large_gallery")
-@interleaved(("bare_chunked_matmul", "chunked_metric_path"), rounds=2)
+@interleaved(GALLERY, rounds=2)
 def test_gallery(benchmark, variant, round_):
-    mode = "metrics" if variant == "chunked_metric_path" else "matmul"
-    report = _run_child(benchmark, mode, 50_000, 128)
+    if variant == "faiss_top10":
+        require("faiss", "the FAISS peer (pip install faiss-cpu)")
+    report = _run_child(benchmark, MODES[variant], 50_000, 128)
     assert report["texts"] == 250_000
+    if variant != "bare_chunked_matmul":
+        _METRICS.setdefault(variant, report["metrics"])
+    if len(_METRICS) == 2:
+        _same_recalls(_METRICS["faiss_top10"], _METRICS["chunked_metric_path"])
+
+
+@pytest.mark.benchmark(group="gallery_scaling")
+@pytest.mark.parametrize(("tool", "items"), [(t, n) for t, sizes in SCALING.items() for n in sizes])
+def test_gallery_scaling(benchmark, tool, items):
+    if tool == "faiss":
+        require("faiss", "the FAISS peer (pip install faiss-cpu)")
+    report = _run_child(benchmark, "faiss" if tool == "faiss" else "metrics", items, 128)
+    assert report["texts"] == PER_ITEM * items
+    if tool == "vilem":
+        _METRICS[items] = report["metrics"]
+    elif items in _METRICS:
+        _same_recalls(report["metrics"], _METRICS[items])
 
 
 @pytest.mark.benchmark(group="large_gallery")

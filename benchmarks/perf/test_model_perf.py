@@ -3,7 +3,9 @@
 - image encoding: images/s of the ITC-only model and of the ViLEM model of the same architecture
   (retrieval runs only the towers and projections, so they must match);
 - training step: full ViLEM vs ITC-only, plus global-only, local-only and the negatives
-  generator alone, so the runner can say where the extra time goes;
+  generator alone, so the runner can say where the extra time goes; and one profiled step of
+  each arm per round (``torch.profiler``): the time of its matrix products, the floor the
+  runner compares the step with;
 - data loading: batches/s of the training loader (``vilem.train.data.make_loader`` with the
   recipe's workers), compared by the runner with the full ViLEM step rate.
 
@@ -22,7 +24,35 @@ from conftest import attach_random_mlm, build_vilem, interleaved, train_settings
 
 ENCODE_BATCH = 64
 ENCODERS = ("itc", "vilem")
-STEPS = ("itc", "vilem_full", "vilem_global_only", "vilem_local_only", "negatives_only")
+STEPS = (
+    "itc",
+    "vilem_full",
+    "vilem_global_only",
+    "vilem_local_only",
+    "negatives_only",
+    "itc_profile",
+    "vilem_full_profile",
+)
+# the floor: matrix products (GEMMs, the patch-embedding convolution, and the fused attention
+# kernels, whose work is the QK^T and PV products), forward and backward
+MATMUL_OPS = frozenset(
+    ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::mkldnn_convolution",
+     "aten::convolution_backward")
+)  # fmt: skip
+ATTENTION_OPS = frozenset(
+    ("aten::_scaled_dot_product_flash_attention_for_cpu",
+     "aten::_scaled_dot_product_flash_attention_for_cpu_backward")
+)  # fmt: skip
+BUCKETS = {
+    "dropout RNG": ("aten::bernoulli_",),
+    "AdamW": ("aten::_fused_adamw_",),
+    "LayerNorm, GELU, softmax": (
+        "aten::native_layer_norm", "aten::native_layer_norm_backward", "aten::gelu",
+        "aten::gelu_backward", "aten::_softmax", "aten::_softmax_backward_data",
+        "aten::_log_softmax", "aten::_log_softmax_backward_data",
+    ),
+    "fill, copy": ("aten::fill_", "aten::copy_", "aten::zero_"),
+}  # fmt: skip
 
 
 # ------------------------------------------------------------------------------ image encoding
@@ -144,10 +174,39 @@ def steps(train_batch) -> dict[str, Callable[[], dict]]:
     return fns
 
 
+def profiled(step: Callable[[], dict]) -> dict[str, Any]:
+    """One step under ``torch.profiler``: self time (seconds) of its matrix products, of a few
+    other kinds of op, of everything else, and the number of ops."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        last = step()
+    totals: dict[str, float] = {"matmul": 0.0, "attention": 0.0, "other": 0.0}
+    totals.update({k: 0.0 for k in BUCKETS})
+    kind = {op: name for name, ops in BUCKETS.items() for op in ops}
+    kind.update({op: "matmul" for op in MATMUL_OPS})
+    kind.update({op: "attention" for op in ATTENTION_OPS})
+    ops = 0
+    for event in prof.key_averages():
+        totals[kind.get(event.key, "other")] += event.self_cpu_time_total / 1e6
+        ops += event.count
+    return {
+        "floor_s": totals["matmul"] + totals["attention"],
+        "profiled_s": sum(totals.values()),
+        "parts_s": totals,
+        "ops": ops,
+        "last_step": last,
+    }
+
+
 @pytest.mark.benchmark(group="training_step")
 @interleaved(STEPS, rounds=12)
 def test_training_step(benchmark, steps, train_batch, variant, round_):
-    benchmark.extra_info["last_step"] = benchmark.pedantic(steps[variant], rounds=1)
+    if variant.endswith("_profile"):
+        step = steps[variant.removesuffix("_profile")]
+        benchmark.extra_info.update(benchmark.pedantic(profiled, args=(step,), rounds=1))
+    else:
+        benchmark.extra_info["last_step"] = benchmark.pedantic(steps[variant], rounds=1)
     benchmark.extra_info["batch_size"] = len(train_batch["item_ids"])
 
 

@@ -29,6 +29,7 @@ from vilem.io import atomic_write_bytes, atomic_write_json
 from vilem.metrics.info import RECALL_KS
 from vilem.models.base import RetrievalModel
 from vilem.results import DatasetRecord, ModelRecord, Protocol, Result, typed
+from vilem.threads import worker_init
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 SAMPLINGS = ("uniform", "headtail", "random")  # where the frames of a video are taken
@@ -119,8 +120,9 @@ def validate_media(
     ``split.skipped``; a split with every item bad stops either way."""
     opts = opts or EvalOptions(num_workers=0)
     loader = DataLoader(
-        _MediaCheck(split, opts), batch_size=None, num_workers=opts.num_workers, shuffle=False
-    )
+        _MediaCheck(split, opts), batch_size=None, num_workers=opts.num_workers,
+        worker_init_fn=worker_init if opts.num_workers else None, shuffle=False,
+    )  # fmt: skip
     checked = tqdm(loader, desc="checking media", total=len(split.items), disable=quiet)
     bad = [(i, msg) for i, msg in enumerate(checked) if msg]
     if not bad:
@@ -199,6 +201,7 @@ def encode_items(
             Subset(media_dataset(split, model, opts), range(start, stop)),
             batch_size=opts.batch_size,
             num_workers=opts.num_workers,
+            worker_init_fn=worker_init if opts.num_workers else None,
             shuffle=False,
         )
         encode = model.encode_images if split.modality == "image" else model.encode_videos

@@ -24,6 +24,7 @@ from vilem.errors import ConfigError, DataError
 from vilem.model.config import IMAGENET_MEAN, IMAGENET_STD
 from vilem.model.towers import tokenize
 from vilem.models.base import resize_center_crop
+from vilem.threads import worker_init
 
 # decoded uint8 images above this size are read from disk each time instead of cached
 MAX_CACHE_BYTES = 2 << 30
@@ -201,6 +202,7 @@ def make_loader(
         num_workers=num_workers,
         persistent_workers=num_workers > 0,
         pin_memory=torch.cuda.is_available(),
+        worker_init_fn=worker_init if num_workers else None,  # one thread per worker
         # a private generator: creating an iterator must not consume the global RNG,
         # or dropout after a resume would differ from an uninterrupted run
         generator=torch.Generator().manual_seed(0),

@@ -1,0 +1,222 @@
+"""vilem.threads: thread counts from the CPUs a process may use, passive OpenMP waiting, one
+thread per loader worker, the allocator keeping large blocks; explicit user settings win.
+Nothing here times anything: the OpenMP runtime reports its own settings (OMP_DISPLAY_ENV)
+and the kernel counts page faults."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from vilem import threads as T
+
+SET_BY_US = (*T.PASSIVE, *T.COUNT_VARS, "GOMP_SPINCOUNT", *T.MALLOC_VARS)
+
+
+def _clean_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in SET_BY_US}
+    env.update(extra)
+    return env
+
+
+def _python(code: str, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", code], env=_clean_env(**env), capture_output=True, text=True,
+        timeout=300, check=True,
+    )  # fmt: skip
+
+
+# ------------------------------------------------------------------------------ settings
+
+
+def test_settings_fill_in_passive_waiting_and_counts():
+    assert T.thread_settings({}, cpus=3) == {
+        "OMP_WAIT_POLICY": "PASSIVE",
+        "KMP_BLOCKTIME": "0",
+        "OMP_NUM_THREADS": "3",
+        "NUMBA_NUM_THREADS": "3",
+    }
+
+
+def test_explicit_settings_win():
+    env = {"OMP_WAIT_POLICY": "ACTIVE", "OMP_NUM_THREADS": "5"}
+    out = T.thread_settings(env, cpus=2)
+    assert "OMP_WAIT_POLICY" not in out and "OMP_NUM_THREADS" not in out
+    assert out["NUMBA_NUM_THREADS"] == "5"  # the user's count stands for the others
+    assert out["KMP_BLOCKTIME"] == "0"
+
+
+def test_configure_changes_only_what_is_unset():
+    env = {"OMP_WAIT_POLICY": "ACTIVE", "NUMBA_NUM_THREADS": "1"}
+    applied = T.configure(env)
+    assert env["OMP_WAIT_POLICY"] == "ACTIVE" and env["NUMBA_NUM_THREADS"] == "1"
+    assert env["OMP_NUM_THREADS"] == str(T.available_cpus())
+    assert "OMP_WAIT_POLICY" not in applied and applied["KMP_BLOCKTIME"] == "0"
+    assert "torch" in applied["late"]  # this process imported torch before the call
+
+
+@pytest.mark.parametrize(
+    ("files", "expected"),
+    [
+        ({}, 4),
+        ({"cpu.max": "150000 100000\n"}, 2),  # 1.5 CPUs: rounded up
+        ({"cpu.max": "max 100000\n"}, 4),
+        ({"cpu.max": "800000 100000\n"}, 4),  # a quota above the affinity does not add CPUs
+        ({"cpu/cpu.cfs_quota_us": "100000\n", "cpu/cpu.cfs_period_us": "100000\n"}, 1),
+        ({"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, 4),
+    ],
+)
+def test_available_cpus_follow_affinity_and_quota(tmp_path, monkeypatch, files, expected):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    assert T.available_cpus(tmp_path) == expected
+
+
+def test_available_cpus_is_the_affinity_of_this_process():
+    if not hasattr(os, "sched_getaffinity"):
+        pytest.skip("no CPU affinity on this platform")
+    one = sorted(os.sched_getaffinity(0))[:1]
+    code = (
+        "import os; from vilem import threads; "
+        f"os.sched_setaffinity(0, {set(one)}); print(threads.available_cpus())"
+    )
+    assert _python(code).stdout.strip() == "1"
+
+
+# ------------------------------------------------------------------------------ the runtimes
+
+_SHOW = "import torch; torch.ones(8).sum(); print(torch.get_num_threads())"
+
+
+def _openmp_report(configure_first: bool, **env: str) -> tuple[str, int]:
+    """(GOMP_SPINCOUNT as libgomp reports it, torch's intra-op threads) in a fresh process."""
+    code = ("from vilem.threads import configure; configure(); " if configure_first else "") + _SHOW
+    done = _python(code, OMP_DISPLAY_ENV="VERBOSE", **env)
+    spin = [ln for ln in done.stderr.splitlines() if "GOMP_SPINCOUNT" in ln]
+    if not spin:
+        pytest.skip("torch's OpenMP runtime is not libgomp (no GOMP_SPINCOUNT report)")
+    return spin[0].split("=", 1)[1].strip().strip("'"), int(done.stdout.split()[-1])
+
+
+def test_configure_before_torch_makes_openmp_wait_passively():
+    default_spin, _ = _openmp_report(configure_first=False)
+    spin, threads = _openmp_report(configure_first=True)
+    assert default_spin != "0"  # libgomp's default spins: the check below can tell them apart
+    assert spin == "0"
+    assert threads == T.available_cpus()
+
+
+def test_user_wait_policy_and_count_survive_configure():
+    spin, threads = _openmp_report(
+        configure_first=True, OMP_WAIT_POLICY="ACTIVE", OMP_NUM_THREADS="1"
+    )
+    assert spin != "0" and threads == 1
+
+
+def test_configure_after_torch_lowers_its_thread_count():
+    cpus = T.available_cpus()
+    code = (
+        f"import torch; torch.set_num_threads({cpus + 2}); "
+        "from vilem.threads import configure; print(configure()['late']); "
+        "print(torch.get_num_threads())"
+    )
+    late, threads = _python(code).stdout.split()
+    assert "torch" in late and int(threads) == cpus
+    user = _python(code, OMP_NUM_THREADS=str(cpus + 2)).stdout.split()
+    assert int(user[1]) == cpus + 2  # an explicit OMP_NUM_THREADS is the user's choice
+
+
+# ------------------------------------------------------------------------------ loader workers
+
+
+def _blas_threads() -> int:
+    from threadpoolctl import threadpool_info
+
+    return max((p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"), default=1)
+
+
+class _Probe(Dataset):
+    def __len__(self) -> int:
+        return 2
+
+    def __getitem__(self, i: int) -> tuple[int, int, str | None]:
+        return torch.get_num_threads(), _blas_threads(), os.environ.get("OMP_NUM_THREADS")
+
+
+def _worker_view(worker_init_fn) -> set[tuple]:
+    loader = DataLoader(_Probe(), batch_size=None, num_workers=1, worker_init_fn=worker_init_fn)
+    return {(int(a), int(b), c) for a, b, c in loader}
+
+
+def test_worker_init_gives_each_loader_worker_one_thread():
+    pytest.importorskip("threadpoolctl")
+    import numpy as np
+
+    np.ones((2, 2)) @ np.ones((2, 2))  # NumPy's BLAS is loaded before the workers fork
+    assert _worker_view(T.worker_init) == {(1, 1, "1")}
+    parent = _blas_threads()
+    if parent > 1:  # without it a worker's BLAS keeps the parent's count: the check can fail
+        assert {b for _, b, _ in _worker_view(None)} == {parent}
+
+
+def test_the_training_loader_uses_worker_init():
+    from vilem.train.data import make_loader
+
+    def collate(batch):
+        return batch
+
+    assert make_loader(_Probe(), [[0], [1]], collate, 2).worker_init_fn is T.worker_init
+    assert make_loader(_Probe(), [[0], [1]], collate, 0).worker_init_fn is None
+
+
+# ------------------------------------------------------------------------------ allocator
+
+
+def test_malloc_tuning_leaves_a_chosen_allocator_alone():
+    if not T.malloc_is_tunable({}):
+        pytest.skip("not glibc")
+    assert not T.malloc_is_tunable({"MALLOC_ARENA_MAX": "2"})
+    assert not T.malloc_is_tunable({"GLIBC_TUNABLES": "glibc.malloc.trim_threshold=0"})
+    assert not T.malloc_is_tunable({"LD_PRELOAD": "/usr/lib/libjemalloc.so.2"})
+
+
+_FAULTS = """
+import resource, sys
+import numpy as np
+if sys.argv[1] == "tuned":
+    from vilem.threads import configure
+    configure()
+n = 30522 * 192  # the small recipe's word-embedding gradient
+def step():
+    a = np.zeros(n, np.float32); b = np.ones(n, np.float32); c = a + b
+for _ in range(3):
+    step()
+f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(10):
+    step()
+print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0) / 10)
+"""
+
+
+def _faults_per_step(mode: str) -> float:
+    done = subprocess.run(
+        [sys.executable, "-c", _FAULTS, mode], env=_clean_env(), capture_output=True,
+        text=True, timeout=300, check=True,
+    )  # fmt: skip
+    return float(done.stdout.split()[-1])
+
+
+def test_malloc_tuning_reuses_large_blocks_instead_of_faulting_them_in():
+    if not T.malloc_is_tunable(_clean_env()):
+        pytest.skip("not glibc, or the environment tunes the allocator")
+    untuned = _faults_per_step("untuned")  # 1,300-1,800 here (a 23 MiB block is 5,860 pages)
+    if untuned < 200:
+        pytest.skip(f"this allocator reuses the blocks by itself ({untuned:.0f} faults a step)")
+    assert _faults_per_step("tuned") < untuned / 10  # 0 here
