@@ -17,6 +17,7 @@ import pytest
 from PIL import Image
 
 from vilem.data import load_split
+from vilem.data import scene_captions as cap
 from vilem.data import synthetic as syn
 from vilem.data.scene_words import COLOURS
 from vilem.data.synthetic import SyntheticConfig, generate, synthetic_probes
@@ -332,6 +333,34 @@ def test_image_probes_are_single_word_edits_that_are_false(small_root):
         assert not image_caption_holds(p.negative, scene, strict=False), p
     assert set(by_category) == {"colour", "shape", "size", "count", "relation", "swap_att"}
     assert by_category["colour"] == len(split.items)  # every item has a colour word to edit
+
+
+def test_attribute_probes_say_whether_the_new_value_is_on_another_object(small_root):
+    split = load_split("synthetic", "test", root=small_root)
+    seen = set()
+    for p in synthetic_probes(split):
+        if p.category not in ("colour", "shape", "size"):
+            assert p.binding is None, p
+            continue
+        (k,) = _word_edit(p.positive, p.negative)
+        new = p.negative.split()[k].rstrip(",")
+        new = {"stars": "star", "circles": "circle", "squares": "square",
+               "triangles": "triangle", "crosses": "cross"}.get(new, new)  # fmt: skip
+        present = {obj[p.category] for obj in split.scenes[p.item]["objects"]}
+        assert p.binding == (new in present), p
+        seen.add((p.category, p.binding))
+    assert ("colour", True) in seen and ("colour", False) in seen  # both kinds occur
+
+
+def test_binding_of_a_hand_made_edit():
+    scene = {"objects": [{"colour": "red", "shape": "star", "size": "large"},
+                         {"colour": "blue", "shape": "circle", "size": "small"}]}  # fmt: skip
+    form = {"nps": [{"count": 1, "size": None, "colour": "red", "shape": "star"}]}
+    to_blue = {"nps": [{"count": 1, "size": None, "colour": "blue", "shape": "star"}]}
+    to_green = {"nps": [{"count": 1, "size": None, "colour": "green", "shape": "star"}]}
+    assert cap.binding(form, to_blue, scene, "colour") is True
+    assert cap.binding(form, to_green, scene, "colour") is False
+    assert cap.binding(form, to_blue, scene, "relation") is None
 
 
 def test_relation_probe_flips_to_the_opposite(small_root):

@@ -10,7 +10,8 @@ import torch
 from vilem.cli import main
 from vilem.data.base import Probe
 from vilem.data.synthetic import SyntheticConfig, generate
-from vilem.eval.proofread import aligned_edits
+from vilem.eval.proofread import aligned_edits, flag_rates
+from vilem.metrics import display_name, higher_is_better
 from vilem.model.checkpoint import save_model
 from vilem.model.config import TextCfg, ViLEMConfig, VisionCfg
 from vilem.model.vilem import ViLEM
@@ -61,8 +62,12 @@ def test_proofread_task_writes_detection_and_correction_scores(setup, tmp_path, 
                  "--workers", "0", "--bootstrap", "0"])  # fmt: skip
     assert code == 0, capsys.readouterr().err
     result = json.loads(out.read_text())
-    for key in ("ed_precision", "ed_recall", "ed_f1", "ed_ap", "ec_accuracy"):
+    flags = [k for k in result["metrics"] if k.startswith("ed_flag_")]
+    assert "ed_flag_colour" in flags and "ed_flag_colour_absent" in flags
+    for key in ("ed_precision", "ed_recall", "ed_f1", "ed_ap", "ec_accuracy", *flags):
         assert 0.0 <= result["metrics"][key] <= 100.0
+    per_query = result["per_query"]
+    assert len(per_query["binding"]) == len(per_query["detected"])
     examples = result["examples"]
     for example in examples:
         n = len(example["tokens"])
@@ -74,6 +79,25 @@ def test_proofread_task_writes_detection_and_correction_scores(setup, tmp_path, 
         assert edited == [bool(e) for e in example["is_error"]]
     # examples come from different images
     assert len({e["media"] for e in examples}) == len(examples) > 1
+
+
+def test_flag_rates_by_category_and_binding():
+    probes = [
+        Probe(0, "a", "b", "colour", binding=True),
+        Probe(1, "a", "b", "colour", binding=True),
+        Probe(2, "a", "b", "colour", binding=False),
+        Probe(3, "a", "b", "relation"),
+        Probe(4, "a", "b", "relation"),
+    ]
+    rates = flag_rates(probes, [1, 0, 1, 0, 0])
+    assert rates == {
+        "ed_flag_colour": pytest.approx(200 / 3),
+        "ed_flag_colour_absent": 100.0,
+        "ed_flag_colour_binding": 50.0,
+        "ed_flag_relation": 0.0,
+    }
+    assert higher_is_better("ed_flag_colour_binding")
+    assert display_name("ed_flag_colour_binding") == "ED flags colour (value on another object)"
 
 
 def test_proofread_refuses_a_model_without_heads(setup, capsys):

@@ -41,6 +41,10 @@ class Probe:
     # the positive's key word where the edit states its opposite ("above" -> "below"): the
     # category is then also scored word-balanced, so a text-only word preference scores 50%
     word: str | None = None
+    # attribute edits of a scene (colour, shape, size): True when the new value is present on
+    # another object of the item (a binding error: the words alone are all in the image), False
+    # when it is absent, None where unknown or not an attribute edit
+    binding: bool | None = None
 
 
 @dataclass

@@ -224,3 +224,18 @@ def false_edits(
 ) -> list[dict[str, Any]]:
     """Edits of ``category`` whose caption is false of ``scene`` even under the lenient reading."""
     return [e for e in _edits(caption, category) if not holds(e, scene, strict=False)]
+
+
+def binding(
+    caption: dict[str, Any], edit: dict[str, Any], scene: dict[str, Any], category: str
+) -> bool | None:
+    """For a colour, shape or size edit of ``caption``: is the new value on another object of
+    ``scene`` (a binding error) rather than absent from it? None for other categories."""
+    if category not in ("colour", "shape", "size"):
+        return None
+    new = {
+        np_[category]
+        for old, np_ in zip(caption["nps"], edit["nps"], strict=True)
+        if old != np_
+    }
+    return bool(new & {obj[category] for obj in scene["objects"]})

@@ -570,7 +570,16 @@ def synthetic_probes(split: Split, categories: Sequence[str] | None = None) -> l
                 j, edit = random.Random(f"{split.items[i]}|{category}").choice(options)
                 form = forms[text_ids.index(j)]
                 word = form.get(_KEY_WORD.get(category, ""))
-                probes.append(Probe(i, split.texts[j], cap.render_caption(edit), category, word))
+                probes.append(
+                    Probe(
+                        i,
+                        split.texts[j],
+                        cap.render_caption(edit),
+                        category,
+                        word,
+                        cap.binding(form, edit, scene, category),
+                    )
+                )
         except (KeyError, TypeError, ValueError) as exc:
             raise DataError(
                 f"{split.dataset}/{split.split} item {split.items[i]}: "

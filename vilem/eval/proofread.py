@@ -119,11 +119,29 @@ def proofread_split(model: Any, split: Split, opts: Any, batch_size: int = 64) -
 
     scores["examples"] = [example(i) for i in example_indices(probes, N_EXAMPLES)]
     flagged = (prob > 0.5) & valid
+    detected = [int(flagged[i][is_error[i]].all()) for i in range(len(probes))]
+    scores.update(flag_rates(probes, detected))
     scores["per_query"] = {
-        "detected": [int(flagged[i][is_error[i]].all()) for i in range(len(probes))],
+        "detected": detected,
         "category": [p.category for p in probes],
+        "binding": [p.binding for p in probes],
     }
     return scores
+
+
+def flag_rates(probes: list[Probe], detected: list[int]) -> dict[str, float]:
+    """``ed_flag_<group>``: percent of a group's probes whose every edited word the ED head
+    flags. Groups: each category, and for attribute edits with a known ``binding`` the
+    category's ``_binding`` (the new value is on another object of the item, so only binding
+    words to objects tells the edit) and ``_absent`` (the new value is nowhere in the item)."""
+    groups: dict[str, list[int]] = {}
+    for p, hit in zip(probes, detected, strict=True):
+        names = [p.category]
+        if p.binding is not None:
+            names.append(f"{p.category}_{'binding' if p.binding else 'absent'}")
+        for name in names:
+            groups.setdefault(f"{M.ED_FLAG_PREFIX}{name}", []).append(hit)
+    return {name: 100.0 * sum(hits) / len(hits) for name, hits in sorted(groups.items())}
 
 
 def run(r: TaskRun) -> TaskOutput:

@@ -8,6 +8,7 @@ The public functions are re-exported here: ``from vilem import metrics as M; M.r
 from vilem.metrics.bootstrap import paired_bootstrap_delta, percentile_interval, retrieval_intervals
 from vilem.metrics.info import (
     BALANCED_SUFFIX,
+    ED_FLAG_PREFIX,
     METRICS,
     RECALL_KS,
     MetricSpec,
@@ -33,6 +34,7 @@ from vilem.metrics.scores import (
 
 __all__ = [
     "BALANCED_SUFFIX",
+    "ED_FLAG_PREFIX",
     "METRICS",
     "RECALL_KS",
     "MetricSpec",

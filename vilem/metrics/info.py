@@ -1,9 +1,11 @@
 """The metric registry: for every metric name a result can hold, which way is better, its unit
 and how tables print it. The one source of metric direction for leaderboards, deltas and plots.
 
-Fixed names are listed in ``METRICS``; two families are recognised by pattern: ``t2i_R@K`` /
-``i2t_R@K`` for any K >= 1, and per-category probe accuracies ``acc_<category>`` (with
-``_bal`` for the word-balanced one).
+Fixed names are listed in ``METRICS``; three families are recognised by pattern: ``t2i_R@K`` /
+``i2t_R@K`` for any K >= 1, per-category probe accuracies ``acc_<category>`` (with ``_bal`` for
+the word-balanced one), and the proofreading ED head's detection rate per kind of edit
+``ed_flag_<category>`` (with ``_binding`` / ``_absent``: the new value is on another object /
+absent from the item).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from vilem.registry import closest
 RECALL_KS = (1, 5, 10)  # the recall@K a retrieval result reports unless told otherwise
 DIRECTIONS = {"t2i": "T→I", "i2t": "I→T"}
 BALANCED_SUFFIX = "_bal"  # acc_<category>_bal: the word-balanced accuracy of a category
+ED_FLAG_PREFIX = "ed_flag_"  # ed_flag_<group>: share of a group's edits the ED head flags
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,13 @@ def find_metric(name: str) -> MetricSpec | None:
     if name.startswith("acc_") and len(name) > 4:
         label = name[4:].replace(BALANCED_SUFFIX, " (word-balanced)")
         return MetricSpec(name, True, "%", f"Acc. {label}")
+    if name.startswith(ED_FLAG_PREFIX) and len(name) > len(ED_FLAG_PREFIX):
+        group = name[len(ED_FLAG_PREFIX) :].split("_")
+        label = " ".join(
+            {"binding": "(value on another object)", "absent": "(value absent)"}.get(w, w)
+            for w in group
+        )
+        return MetricSpec(name, True, "%", f"ED flags {label}")
     return None
 
 
