@@ -217,6 +217,28 @@ def test_comparison_has_pooled_deltas_per_task_and_category(rec):
     json.dumps(comp)  # plain JSON
 
 
+def test_comparison_scores_each_ablation_against_baseline_and_full_model(rec):
+    ablation = [
+        seeded(rec.retrieval, "abl", 0, MIXED),  # rsum 300: itc's seed 0 has 0, vilem's 600
+        seeded(rec.probe, "abl", 0, {"color": [1] * 10, "shape": [0] * 10}),
+    ]
+    proof = seeded(rec.retrieval, "abl", 0, metrics={"ed_f1": 30.0, "ec_accuracy": 70.0})
+    proof.task = "proofread"
+    records = [*benchmark(rec), *ablation, proof]
+    comp = comparison(records, "vilem", "itc", ablations=["abl"], resamples=200)
+    abl = comp["ablations"]["abl"]
+    assert abl["seeds"] == [0]  # paired with the others on the one seed it has
+    assert abl["minus_itc"]["image_rsum"]["delta"] == 300.0
+    assert abl["minus_itc"]["image_rsum"]["n_seeds"] == 1
+    assert abl["minus_vilem"]["image_rsum"]["delta"] == -300.0
+    # probe macro: abl 50 (colour 100, shape 0), itc 50 (0, 100), vilem 100
+    assert abl["minus_itc"]["image_probe_macro"]["delta"] == 0.0
+    assert abl["minus_vilem"]["image_probe_macro"]["delta"] == -50.0
+    assert abl["model_only"]["image_ed_f1"]["value"] == 30.0
+    assert abl["model_only"]["image_ec_accuracy"]["value"] == 70.0
+    assert "ablations" not in comparison(records, "vilem", "itc", resamples=50)
+
+
 def test_comparison_notes_what_is_missing(rec):
     comp = comparison([rec.retrieval("vilem"), rec.retrieval("itc", [50] * N)], "vilem", "itc")
     assert comp["seeds"] == [] and comp["deltas"]["image_rsum"]["n_seeds"] == 1
@@ -246,6 +268,12 @@ def test_compare_command_writes_comparison_json(rec, tmp_path, capsys):
     comp = json.loads(out.read_text())
     assert comp["deltas"]["image_rsum"]["delta"] == 450.0 and comp["seeds"] == [0, 1]
     assert "| image_rsum" in capsys.readouterr().out
+    assert main(["compare", str(results), "--model", "itc", "--baseline", "vilem",
+                 "--ablation", "vilem"]) == 0  # fmt: skip
+    assert "| vilem − itc: image_rsum" in capsys.readouterr().out
+    assert main(["compare", str(results), "--model", "vilem", "--baseline", "itc",
+                 "--ablation", "abl"]) == 2  # fmt: skip
+    assert "--ablation: no model 'abl' in the results" in capsys.readouterr().err
     assert main(["compare", str(results), "--model", "vilme", "--baseline", "itc"]) == 2
     err = capsys.readouterr().err
     assert "--model: no model 'vilme' in the results (did you mean 'vilem'?)" in err

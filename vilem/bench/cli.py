@@ -23,27 +23,33 @@ def comparison_table(comp: dict[str, Any]) -> str:
     def ci(c: list[float] | None) -> str:
         return "n/a" if not c else f"[{num(c[0])}, {num(c[1])}]"
 
-    rows = []
-    for key, d in comp["deltas"].items():
+    def delta_row(label: str, d: dict[str, Any]) -> list:
         sig = {True: "yes", False: "no", None: "n/a"}[d["significant"]]
-        rows.append([key, num(d["delta"]), ci(d["ci"]), sig, d["n_seeds"]])
+        return [label, num(d["delta"]), ci(d["ci"]), sig, d["n_seeds"]]
+
+    rows = [delta_row(key, d) for key, d in comp["deltas"].items()]
     for key, v in comp["model_only"].items():
         value = "—" if v["value"] is None else f"{v['value']:.1f}"
         lo_hi = "n/a" if not v["ci"] else f"[{v['ci'][0]:.1f}, {v['ci'][1]:.1f}]"
         rows.append([f"{key} ({comp['model']})", value, lo_hi, "", v["n_seeds"]])
+    for name, abl in comp.get("ablations", {}).items():
+        for side in (k for k in abl if k.startswith("minus_")):
+            rows += [delta_row(f"{name} − {side[6:]}: {key}", d) for key, d in abl[side].items()]
     headers = ["comparison", "Δ / value", "95% CI", "significant", "seeds"]
     return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
 
 
-def _compare(records: list, names: dict[str, str]) -> dict[str, Any]:
+def _compare(records: list, names: dict[str, Any]) -> dict[str, Any]:
     from vilem.report.compare import comparison
 
+    present = {r.model.name for r in records}
     return comparison(
         records,
         names["model"],
         names["baseline"],
         video_model=names.get("video_model"),
         video_baseline=names.get("video_baseline"),
+        ablations=[a for a in names.get("ablations", []) if a in present],
     )
 
 
@@ -124,7 +130,8 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         raise ConfigError("--video-model and --video-baseline go together")
     known = models_in(records)
     flags = ("model", "baseline", "video_model", "video_baseline")
-    for flag, name in ((f, getattr(args, f)) for f in flags):
+    given = [(f, getattr(args, f)) for f in flags] + [("ablation", a) for a in args.ablation]
+    for flag, name in given:
         if name is not None and name not in known:
             raise ConfigError(
                 f"--{flag.replace('_', '-')}: no model {name!r} in the results"
@@ -133,7 +140,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     names = {"model": args.model, "baseline": args.baseline}
     if args.video_model is not None:
         names |= {"video_model": args.video_model, "video_baseline": args.video_baseline}
-    comp = _compare(records, names)
+    comp = _compare(records, names | {"ablations": args.ablation})
     print(comparison_table(comp))
     if args.out:
         atomic_write_json(args.out, comp)
@@ -184,6 +191,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--baseline", required=True)
     p.add_argument("--video-model", help="fine-tuned video model (video_finetuned_rsum)")
     p.add_argument("--video-baseline", help="its baseline")
+    p.add_argument(
+        "--ablation", action="append", default=[], metavar="MODEL",
+        help="an ablation, compared with --baseline and --model on images (repeatable)",
+    )  # fmt: skip
     p.add_argument("--out", type=Path, metavar="FILE", help="also write comparison.json here")
     p.set_defaults(func=_cmd_compare)
 

@@ -155,6 +155,7 @@ class CompareCfg:
     baseline: str | None = None
     video_model: str | None = None
     video_baseline: str | None = None
+    ablations: list[str] | None = None  # models also compared with baseline and model
 
 
 @dataclass
@@ -253,10 +254,11 @@ def _parse_compare(cmp: CompareCfg | None, names: list[str], source: str) -> dic
         raise ConfigError(f"{source}: compare needs both 'video_model' and 'video_baseline'")
     value = {k: v for k, v in vars(cmp).items() if v is not None}
     for key, name in value.items():
-        if name not in names:
-            raise ConfigError(
-                f"{source}: compare.{key} names unknown model {name!r}{closest(name, names)}"
-            )
+        for one in name if key == "ablations" else [name]:
+            if one not in names:
+                raise ConfigError(
+                    f"{source}: compare.{key} names unknown model {one!r}{closest(one, names)}"
+                )
     return value
 
 

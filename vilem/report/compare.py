@@ -464,6 +464,42 @@ def _model_only(
     return {"value": _metric_value(pooled, metric), "ci": ci, "n_seeds": len(mine)}
 
 
+MODEL_ONLY = (  # (key, data kind, proofreading metric) of comparison's model_only block
+    ("image_ed_f1", "image", "ed_f1"),
+    ("image_ec_accuracy", "image", "ec_accuracy"),
+    ("image_ed_flag_colour_binding", "image", "ed_flag_colour_binding"),
+    ("image_ed_flag_colour_absent", "image", "ed_flag_colour_absent"),
+    ("video_ed_f1", "video", "ed_f1"),
+)
+ABLATION_DELTAS = (("image_rsum", "retrieval", "rsum"), ("image_probe_macro", "probe", "macro"))
+
+
+def _ablations(
+    cells: _Cells, names: Sequence[str], model: str, baseline: str, resamples: int, seed: int
+) -> dict[str, dict[str, Any]]:
+    """Per ablation: its image deltas against the baseline and against the full model (paired
+    over the training seeds they share), and its own image ED F1 / EC accuracy."""
+
+    def deltas(name: str, other: str) -> dict[str, Any]:
+        return {
+            key: _delta(cells, name, other, "image", task, metric, resamples, seed)
+            for key, task, metric in ABLATION_DELTAS
+        }
+
+    return {
+        name: {
+            "seeds": sorted(s for s in cells.seeds(name) if s is not None),
+            f"minus_{baseline}": deltas(name, baseline),
+            f"minus_{model}": deltas(name, model),
+            "model_only": {
+                key: _model_only(cells, name, kind, metric, resamples, seed)
+                for key, kind, metric in MODEL_ONLY[:2]
+            },
+        }
+        for name in names
+    }
+
+
 def comparison(
     records: Sequence[Result],
     model: str,
@@ -472,6 +508,7 @@ def comparison(
     video_baseline: str | None = None,
     resamples: int = BOOTSTRAP_RESAMPLES,
     seed: int = BOOTSTRAP_SEED,
+    ablations: Sequence[str] = (),
 ) -> dict[str, Any]:
     """The headline comparison of a benchmark, as ``comparison.json`` holds it.
 
@@ -479,8 +516,12 @@ def comparison(
     ``pooled_paired_delta``): ``image_rsum``, ``image_probe_macro``, ``video_zero_shot_rsum``,
     ``image_probe_<category>`` and ``video_probe_<category>`` per probe category, and with a
     video pair ``video_finetuned_rsum`` (``video_model - video_baseline``). ``model_only``: the
-    model's proofreading ``image_ed_f1``, ``image_ec_accuracy`` and ``video_ed_f1`` (pooled
-    means). Image and video data are told apart by ``modality``; with several datasets of one
+    model's proofreading ``image_ed_f1``, ``image_ec_accuracy``, the ED head's detection rate
+    of colour edits whose new colour is on another object (``image_ed_flag_colour_binding``) or
+    absent (``..._absent``), and ``video_ed_f1`` (pooled means). ``ablations`` (with names):
+    each one's ``image_rsum`` and ``image_probe_macro`` deltas against the baseline
+    (``minus_<baseline>``) and the full model (``minus_<model>``), and its ED F1 / EC accuracy.
+    Image and video data are told apart by ``modality``; with several datasets of one
     kind, the first by name where the model has a retrieval result is used.
     """
     cells = _Cells.of(records, model)
@@ -497,10 +538,8 @@ def comparison(
     out["deltas"] = deltas
     out["model_only"] = {
         name: _model_only(cells, model, kind, metric, resamples, seed)
-        for name, kind, metric in (
-            ("image_ed_f1", "image", "ed_f1"),
-            ("image_ec_accuracy", "image", "ec_accuracy"),
-            ("video_ed_f1", "video", "ed_f1"),
-        )
+        for name, kind, metric in MODEL_ONLY
     }
+    if ablations:
+        out["ablations"] = _ablations(cells, ablations, model, baseline, resamples, seed)
     return out
