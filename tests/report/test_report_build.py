@@ -39,6 +39,26 @@ def test_report_writes_markdown_with_linked_figures_and_self_contained_html(rec,
     assert "<table" in html and "<style>" in html
 
 
+def test_notes_go_under_the_title_with_links_in_both_formats(rec, tmp_path):
+    note = "One seed: see [the multi-seed report](../seeds/report.md) for **effects**."
+    md = build_report(benchmark(rec, tmp_path), tmp_path / "r", notes=[note]).read_text()
+    assert md.index(note) < md.index("**Contents**")
+    html = (tmp_path / "r" / "report.html").read_text()
+    assert '<a href="../seeds/report.html">the multi-seed report</a>' in html
+    assert "<strong>effects</strong>" in html
+
+
+def test_spec_notes_must_be_paragraphs():
+    from vilem.bench.spec import parse_spec
+
+    base = {"models": {"r": {"spec": "random"}}, "datasets": {"s": {"dataset": "synthetic"}}}
+    assert parse_spec({**base, "notes": [" one paragraph "]}).notes == ["one paragraph"]
+    with pytest.raises(ConfigError, match="notes must be a list of non-empty strings"):
+        parse_spec({**base, "notes": ["  "]})
+    with pytest.raises(ConfigError, match=r"'notes\[0\]' must be str"):
+        parse_spec({**base, "notes": [3]})
+
+
 def test_report_states_each_runs_validation_trend(rec, tmp_path):
     md = build_report(benchmark(rec, tmp_path), tmp_path / "r").read_text()
     curves = md[md.index("## Training curves") :]

@@ -106,6 +106,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         path = build_report(
             results, Path(args.report), baseline=args.baseline, title=spec.name,
             pairs=_report_pairs(spec.compare, {r.model.name for r in records}),
+            notes=spec.notes,
         )  # fmt: skip
         print(f"\nreport written to {path}")
         if comp is not None:

@@ -95,7 +95,8 @@ class BenchSpec:
     mlm: dict[str, Any] | None = None  # train-lm settings for recipes that need an MLM
     quick: dict[str, Any] = field(default_factory=dict)  # what --quick changes
     seeds: list[int] | None = None  # train every `train:` entry once per seed; None: once
-    compare: dict[str, str] | None = None  # model/baseline (+ video_*) for comparison.json
+    compare: dict[str, Any] | None = None  # model/baseline (+ video_*) for comparison.json
+    notes: list[str] = field(default_factory=list)  # Markdown paragraphs for its report
     is_quick: bool = False  # this is the --quick (toy-scale) version
     source: str = "spec"  # the spec file
 
@@ -178,6 +179,7 @@ class SpecFile:
     quick: QuickCfg = field(default_factory=QuickCfg)
     seeds: Any = None  # checked by _seed_list (its messages say what a seed list is)
     compare: CompareCfg | None = None
+    notes: list[str] = field(default_factory=list)  # paragraphs under the report's title
 
 
 @dataclass
@@ -399,9 +401,16 @@ def parse_spec(
         quick=raw.get("quick") or {},
         seeds=seeds,
         compare=compare,
+        notes=_notes(spec.notes, source),
         is_quick=quick,
         source=source,
     )
+
+
+def _notes(value: list[str], source: str) -> list[str]:
+    if not all(n.strip() for n in value):  # the typed reader checked list[str]
+        raise ConfigError(f"{source}: notes must be a list of non-empty strings (paragraphs)")
+    return [n.strip() for n in value]
 
 
 def _recall_ks(value: list[int], source: str) -> list[int]:

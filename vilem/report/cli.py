@@ -94,7 +94,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     check_writable(args.out, "dir", "--out")
     path = build_report(
         args.results_dir, args.out, baseline=args.baseline, title=args.title,
-        pairs=pairs or None, figures=args.figures,
+        pairs=pairs or None, figures=args.figures, notes=args.note,
     )  # fmt: skip
     print(f"report written to {path} and {path.with_suffix('.html')}")
     return 0
@@ -142,4 +142,8 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
         help="figure files: png (default), svg or pdf (paper-ready; the pages show PNG previews)",
     )  # fmt: skip
     p.add_argument("--title", default="ViLEM benchmark report")
+    p.add_argument(
+        "--note", action="append", default=[], metavar="TEXT",
+        help="a paragraph under the title (repeatable; Markdown bold, code and links)",
+    )  # fmt: skip
     p.set_defaults(func=_cmd_report)

@@ -30,9 +30,15 @@ def slug(text: str) -> str:
 
 
 def inline_html(text: str) -> Markup:
-    """Escape, then turn the Markdown the report writes (**bold**, `code`) into tags."""
+    """Escape, then turn the Markdown the report writes (**bold**, `code`, [links](url)) into
+    tags; a link to a sibling report's ``.md`` goes to its ``.html``."""
     out = html.escape(text)
     out = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", out)
+    out = re.sub(
+        r"\[([^\]]+)\]\(([^)\s]+?)(\.md)?\)",
+        lambda m: f'<a href="{m[2]}{".html" if m[3] else ""}">{m[1]}</a>',
+        out,
+    )
     return Markup(re.sub(r"`(.+?)`", r"<code>\1</code>", out))
 
 

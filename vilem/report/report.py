@@ -77,6 +77,7 @@ def build_report(
     title: str = "ViLEM benchmark report",
     pairs: Sequence[tuple[str, str]] | None = None,
     figures: str = "png",
+    notes: Sequence[str] = (),
 ) -> Path:
     """Write ``report.md``, ``report.html`` and ``figures/`` into ``out_dir``.
 
@@ -88,6 +89,8 @@ def build_report(
         pairs: ``(model, baseline)`` comparisons for the findings (e.g. ``("vilem", "itc")``,
             ``("vilem-video", "itc-video")``); None: every model against ``baseline``.
         figures: the figure files' format: ``png``, ``svg`` or ``pdf`` (with PNG previews).
+        notes: paragraphs shown under the title (Markdown: bold, code, links), e.g. where the
+            claims this report cannot make are.
 
     Returns:
         The path of ``report.md``.
@@ -121,7 +124,8 @@ def build_report(
     meta = [
         f"Built from {len(records)} result file(s) under `{results_dir.as_posix()}`: "
         f"{len(models_in(records))} model(s), {len(failed)} failed cell(s), "
-        f"{len(problems)} skipped file(s)." + (f" Baseline: **{baseline}**." if baseline else "")
+        f"{len(problems)} skipped file(s)." + (f" Baseline: **{baseline}**." if baseline else ""),
+        *notes,
     ]
     comps = Comparisons(records, chosen)
     _findings_section(doc, comps, colours, baseline)
