@@ -215,7 +215,7 @@ def test_quick_default_bench_end_to_end_then_resume_and_report(tmp_path, capsys,
     results = sorted(p.relative_to(out / "results").as_posix()
                      for p in (out / "results").rglob("*.json"))  # fmt: skip
     assert "vilem/synthetic__proofread.json" in results
-    assert "vilem-video/synthetic-video__retrieval.json" in results
+    assert "vilem/synthetic-video__probe.json" in results  # zero-shot transfer to video
     # the main job scores every video protocol: multi-sentence, one caption, paragraph
     for key in ("synthetic-video", "synthetic-video-1k", "synthetic-video-para"):
         assert f"vilem/{key}__retrieval.json" in results
