@@ -252,6 +252,20 @@ def test_columns_and_paired_recipes_come_from_the_task_registry(rec):
         assert (d.value, d.lo, d.note) == (1.0, None, f"no per-query recipe for task {task!r}")
 
 
+def test_proofread_table_shows_the_binding_rates_not_every_kind_of_edit(rec):
+    r = rec.failed("A", "proofread")
+    r.status, r.per_query = "ok", None
+    r.metrics = {"ed_f1": 40.0, "ec_accuracy": 80.0, "ed_flag_colour_binding": 3.0,
+                 "ed_flag_colour_absent": 98.0, "ed_flag_shape": 0.0, "ed_flag_relation": 0.0,
+                 "other": 1.0}  # fmt: skip
+    header = next(ln for ln in leaderboard([r], "proofread").splitlines() if ln.startswith("|"))
+    cols = [c.strip().removesuffix(" ↑").removesuffix(" ↓") for c in header.strip("|").split("|")]
+    assert cols[1:] == ["ed_f1", "ec_accuracy", "ed_flag_colour_binding", "ed_flag_colour_absent",
+                        "other"]  # fmt: skip
+    asked = leaderboard([r], "proofread", metrics=["ed_flag_shape"])
+    assert "ed_flag_shape" in asked
+
+
 def test_leaderboard_function_and_tables_module_do_not_shadow_each_other():
     import importlib
 

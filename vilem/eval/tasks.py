@@ -106,7 +106,10 @@ register_task(
         title="Proofreading",
         run="vilem.eval.proofread:run",
         main_metric="ed_f1",
-        columns=("ed_precision", "ed_recall", "ed_f1", "ed_ap", "ec_accuracy"),
+        columns=(
+            "ed_precision", "ed_recall", "ed_f1", "ed_ap", "ec_accuracy",
+            "ed_flag_colour_binding", "ed_flag_colour_absent",
+        ),  # fmt: skip
         needs_heads=True,
     )
 )

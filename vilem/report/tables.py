@@ -29,7 +29,7 @@ from typing import Any
 
 from vilem.errors import ConfigError, DataError
 from vilem.eval.tasks import TASKS, main_metric, task_names
-from vilem.metrics.info import METRICS, higher_is_better
+from vilem.metrics.info import ED_FLAG_PREFIX, METRICS, higher_is_better
 from vilem.registry import closest
 from vilem.report.compare import (
     Delta,
@@ -249,7 +249,9 @@ def _default_columns(task: str, present: list[str]) -> list[str]:
     """The task's registered columns that are present, then the other metrics present by name.
 
     A task registered without columns shows every metric present: the per-category accuracies
-    (``acc_*``) by name, then the registry's fixed metrics in registry order, then the rest.
+    (``acc_*``) by name, then the registry's fixed metrics in registry order, then the rest. The
+    ED head's per-kind detection rates (``ed_flag_*``, a dozen) show only where registered; the
+    others are in the result files and ``--columns``.
     """
     if task not in TASKS:
         order: list[str] = []
@@ -257,7 +259,8 @@ def _default_columns(task: str, present: list[str]) -> list[str]:
         order = list(TASKS[task].columns)
     else:
         order = [*sorted(m for m in present if m.startswith("acc_")), *METRICS]
-    return [m for m in order if m in present] + sorted(m for m in present if m not in order)
+    rest = sorted(m for m in present if m not in order and not m.startswith(ED_FLAG_PREFIX))
+    return [m for m in order if m in present] + rest
 
 
 def _sort_rows(rows: list[Row], metric: str | None) -> list[Row]:
