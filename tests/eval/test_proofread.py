@@ -100,6 +100,22 @@ def test_flag_rates_by_category_and_binding():
     assert display_name("ed_flag_colour_binding") == "ED flags colour (value on another object)"
 
 
+@pytest.mark.parametrize(("flags", "present", "absent"), [
+    ({"use_ec": False}, "ed_f1", "ec_accuracy"),  # the ablations of the multi-seed spec
+    ({"use_ed": False}, "ec_accuracy", None),
+])  # fmt: skip
+def test_proofread_scores_a_model_with_one_head(setup, tmp_path, capsys, flags, present, absent):
+    base, _, _ = setup
+    model = _checkpoint(tmp_path / "one-head", **flags)
+    out = tmp_path / "p.json"
+    code = main(["eval", "--model", f"vilem:{model}", "--dataset", "synthetic", "--root",
+                 str(base / "synthetic"), "--task", "proofread", "--out", str(out), "--quiet",
+                 "--workers", "0", "--bootstrap", "0"])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    metrics = json.loads(out.read_text())["metrics"]
+    assert present in metrics and (absent is None or absent not in metrics)
+
+
 def test_proofread_refuses_a_model_without_heads(setup, capsys):
     base, _, itc_dir = setup
     code = main(

@@ -95,7 +95,8 @@ def proofread_split(model: Any, split: Split, opts: Any, batch_size: int = 64) -
     is_error = (original != edited).numpy()
     if prob is None:  # an EC-only model: flag nothing, score the correction only
         prob = np.zeros(is_error.shape)
-    scores = M.proofreading_metrics(prob, is_error, valid, top1, original.numpy())
+    target = None if top1 is None else original.numpy()  # an ED-only model corrects nothing
+    scores = M.proofreading_metrics(prob, is_error, valid, top1, target)
     scores.pop("counts", None)
     if top1 is None:
         scores.pop("ec_accuracy", None)
