@@ -102,7 +102,7 @@ def test_flag_rates_by_category_and_binding():
 
 @pytest.mark.parametrize(("flags", "present", "absent"), [
     ({"use_ec": False}, "ed_f1", "ec_accuracy"),  # the ablations of the multi-seed spec
-    ({"use_ed": False}, "ec_accuracy", None),
+    ({"use_ed": False}, "ec_accuracy", "ed_f1"),
 ])  # fmt: skip
 def test_proofread_scores_a_model_with_one_head(setup, tmp_path, capsys, flags, present, absent):
     base, _, _ = setup
@@ -113,7 +113,8 @@ def test_proofread_scores_a_model_with_one_head(setup, tmp_path, capsys, flags, 
                  "--workers", "0", "--bootstrap", "0"])  # fmt: skip
     assert code == 0, capsys.readouterr().err
     metrics = json.loads(out.read_text())["metrics"]
-    assert present in metrics and (absent is None or absent not in metrics)
+    assert present in metrics and absent not in metrics
+    assert any(k.startswith("ed_flag_") for k in metrics) == ("ed_f1" in metrics)
 
 
 def test_proofread_refuses_a_model_without_heads(setup, capsys):

@@ -93,6 +93,7 @@ def proofread_split(model: Any, split: Split, opts: Any, batch_size: int = 64) -
     special = torch.tensor(model.tokenizer.all_special_ids)
     valid = (~torch.isin(edited, special)).numpy()
     is_error = (original != edited).numpy()
+    has_ed = prob is not None
     if prob is None:  # an EC-only model: flag nothing, score the correction only
         prob = np.zeros(is_error.shape)
     target = None if top1 is None else original.numpy()  # an ED-only model corrects nothing
@@ -121,7 +122,11 @@ def proofread_split(model: Any, split: Split, opts: Any, batch_size: int = 64) -
     scores["examples"] = [example(i) for i in example_indices(probes, N_EXAMPLES)]
     flagged = (prob > 0.5) & valid
     detected = [int(flagged[i][is_error[i]].all()) for i in range(len(probes))]
-    scores.update(flag_rates(probes, detected))
+    if has_ed:
+        scores.update(flag_rates(probes, detected))
+    else:  # no detection head: no detection scores (not zeros)
+        for key in ("ed_precision", "ed_recall", "ed_f1", "ed_ap"):
+            scores.pop(key, None)
     scores["per_query"] = {
         "detected": detected,
         "category": [p.category for p in probes],
