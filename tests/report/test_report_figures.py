@@ -143,3 +143,23 @@ def test_forest_draws_each_comparisons_deltas(tmp_path):
     assert png.read_text().startswith("<?xml")
     with pytest.raises(DataError, match="no deltas"):
         plots.forest([], series, tmp_path / "g.png")
+
+
+def test_png_figures_are_palette_encoded_and_smaller(tmp_path):
+    from PIL import Image
+
+    from vilem.report.figure import new_figure, save
+
+    fig = new_figure(6, 4)
+    ax = fig.add_subplot()
+    for k in range(5):
+        ax.plot(range(50), [((i * (k + 1)) % 17) for i in range(50)], label=str(k))
+    ax.legend()
+    path = save(fig, tmp_path / "f.png")
+    with Image.open(path) as im:
+        assert im.mode == "P" and im.size[0] > 500
+    import io
+
+    raw = io.BytesIO()
+    fig.savefig(raw, format="png", dpi=150, bbox_inches="tight")
+    assert path.stat().st_size < len(raw.getvalue())
