@@ -181,6 +181,26 @@ def test_proofread_gives_per_token_error_probability_and_correction(saved):
     assert torch.equal(top1[~ignored], ec.argmax(-1)[~ignored])
 
 
+def test_proofread_of_shared_items_and_chosen_positions_matches_the_full_pass(saved):
+    model, folder = saved
+    retrieval = ViLEMRetrieval(load_model(folder), source=str(folder))
+    pixels, _, _ = _inputs(model)
+    texts = CAPTIONS + CAPTIONS[::-1]  # four captions about two images: 0, 1, 1, 0
+    item_of = torch.tensor([0, 1, 1, 0])
+    prob, top1 = retrieval.proofread(texts, pixels[item_of])
+    shared_prob, shared_top1 = retrieval.proofread(texts, pixels, item_of=item_of)
+    torch.testing.assert_close(shared_prob, prob)
+    assert torch.equal(shared_top1, top1)
+    ids, _ = model.tokenize(texts)
+    correct_at = torch.zeros(ids.shape, dtype=torch.bool)
+    correct_at[0, 2] = correct_at[3, 1] = True
+    _, some = retrieval.proofread(texts, pixels, correct_at=correct_at, item_of=item_of)
+    assert torch.equal(some[correct_at], top1[correct_at])
+    assert (some[~correct_at] == -100).all()
+    with pytest.raises(ValueError, match="item_of"):
+        retrieval.proofread(texts, pixels, item_of=torch.tensor([0, 1, 2, 0]))
+
+
 def test_itc_only_checkpoint_evaluates_but_cannot_proofread(tmp_path):
     model = ViLEM(tiny_config(use_ed=False, use_ec=False))
     save_model(model, tmp_path)

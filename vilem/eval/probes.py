@@ -153,8 +153,12 @@ def run(r: TaskRun) -> TaskOutput:
 
 
 def score_probes(r: TaskRun, probes: list[Probe]) -> tuple[dict[str, Any], dict[str, list]]:
-    pos = r.encode_texts([p.positive for p in probes])
-    neg = r.encode_texts([p.negative for p in probes])
+    # each distinct caption encoded once (a caption is the positive of several probes)
+    texts = sorted({p.positive for p in probes} | {p.negative for p in probes})
+    row = {t: i for i, t in enumerate(texts)}
+    emb = r.encode_texts(texts)
+    pos = emb[[row[p.positive] for p in probes]]
+    neg = emb[[row[p.negative] for p in probes]]
     item_emb = r.items[[p.item for p in probes]]
     pos_scores = np.einsum("nd,nd->n", item_emb, pos)
     neg_scores = np.einsum("nd,nd->n", item_emb, neg)

@@ -69,11 +69,22 @@ def proofread_split(model: Any, split: Split, opts: Any, batch_size: int = 64) -
     if not probes:
         raise DataError(f"{split.dataset}/{split.split}: no token-aligned edits to proofread")
     media = media_dataset(split, model, opts)  # the same media pipeline as retrieval
+    shown = example_indices(probes, N_EXAMPLES)
+    # corrections are scored at the edited words; the report's examples show every word
+    correct_at = original != edited
+    correct_at[shown] = True
     probs, top1s = [], []
     for s in range(0, len(probes), batch_size):
         chunk = probes[s : s + batch_size]
-        pixels = torch.stack([media[p.item] for p in chunk])
-        prob, top1 = model.proofread([p.negative for p in chunk], pixels)
+        # a split's probes come item by item: decode and encode each item once per chunk
+        items = sorted({p.item for p in chunk})
+        row = {item: i for i, item in enumerate(items)}
+        prob, top1 = model.proofread(
+            [p.negative for p in chunk],
+            torch.stack([media[item] for item in items]),
+            correct_at=correct_at[s : s + batch_size],
+            item_of=torch.tensor([row[p.item] for p in chunk]),
+        )
         probs.append(prob)
         top1s.append(top1)
     width = original.shape[1]
@@ -119,7 +130,7 @@ def proofread_split(model: Any, split: Split, opts: Any, batch_size: int = 64) -
             else tokens([int(t) if t >= 0 else pad for t in top1[i][v]]),
         )
 
-    scores["examples"] = [example(i) for i in example_indices(probes, N_EXAMPLES)]
+    scores["examples"] = [example(i) for i in shown]
     flagged = (prob > 0.5) & valid
     detected = [int(flagged[i][is_error[i]].all()) for i in range(len(probes))]
     if has_ed:

@@ -211,10 +211,20 @@ class ViLEM(nn.Module):
         return out
 
     def proofread_logits(
-        self, pixels: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor
+        self,
+        pixels: torch.Tensor,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        ec_positions: torch.Tensor | None = None,
+        item_of: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """ED logits (B, L, 2) and EC logits (B, L, V) for (possibly edited) captions, through
-        the local branch when built, else the global one. None for a head that is not built."""
+        the local branch when built, else the global one. None for a head that is not built.
+
+        With ``ec_positions`` (bool, (B, L)) the EC logits are only those positions' rows,
+        (n, V) in row-major order: the vocabulary product dominates the pass otherwise. With
+        ``item_of`` ((B,) long) caption i reads image or video ``pixels[item_of[i]]``, so each
+        of several captions of one item costs one image-tower pass, not one each."""
         if self.config.itc_only:
             raise ConfigError("this model has no ED/EC heads (an ITC-only checkpoint)")
         frames = pixels.shape[1] if pixels.dim() == 5 else 1
@@ -222,16 +232,19 @@ class ViLEM(nn.Module):
         words = self.text_tower.word_embeddings(input_ids)
         if self.config.use_local:
             patches = [_frames_to_tokens(blocks[b], frames) for b in self.local_blocks]
+            if item_of is not None:
+                patches = [p[item_of] for p in patches]
             hidden = self._run_branch(self.text_tower, words, attention_mask, patches=patches)
         else:
             glob = cls.view(-1, frames, cls.shape[-1]).mean(dim=1)
+            if item_of is not None:
+                glob = glob[item_of]
             hidden = self._run_branch(self.text_tower, words, attention_mask, global_feat=glob)
         ed = self.ed_head(hidden) if self.config.use_ed else None
-        ec = (
-            self.ec_head(hidden, self.text_tower.word_embeddings.weight)
-            if self.config.use_ec
-            else None
-        )
+        ec = None
+        if self.config.use_ec:
+            rows = hidden if ec_positions is None else hidden[ec_positions]
+            ec = self.ec_head(rows, self.text_tower.word_embeddings.weight)
         return ed, ec
 
     # -- momentum -------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from vilem.model.config import config_to_dict
 from vilem.model.vilem import ViLEM
 from vilem.models.base import RetrievalModel, register_model, state_dict_digest
 
-PROOFREAD_CHUNK = 16  # captions per ED/EC pass in proofread()
+PROOFREAD_CHUNK = 64  # captions per ED/EC pass in proofread()
 
 
 class ViLEMRetrieval(RetrievalModel):
@@ -63,7 +63,11 @@ class ViLEMRetrieval(RetrievalModel):
 
     @torch.no_grad()
     def proofread(
-        self, texts_edited: list[str], pixels: torch.Tensor
+        self,
+        texts_edited: list[str],
+        pixels: torch.Tensor,
+        correct_at: torch.Tensor | None = None,
+        item_of: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """The proofreading probe: for each token of each (edited) text, the ED head's
         probability that it was replaced, and the EC head's top-1 token id.
@@ -74,7 +78,12 @@ class ViLEMRetrieval(RetrievalModel):
 
         Args:
             texts_edited: B captions.
-            pixels: (B, 3, S, S) images or (B, T, 3, S, S) videos, preprocessed.
+            pixels: (B, 3, S, S) images or (B, T, 3, S, S) videos, preprocessed; with
+                ``item_of``, (N, ...): the distinct items, encoded once each.
+            item_of: optional (B,) long: text i is about ``pixels[item_of[i]]``.
+            correct_at: optional bool (B, L') of the positions whose correction is wanted
+                (e.g. the edited ones); the others get -100. Columns beyond L are ignored.
+                Default: every token.
 
         Raises:
             ConfigError: for an ITC-only model (no heads).
@@ -86,21 +95,41 @@ class ViLEMRetrieval(RetrievalModel):
             empty = torch.zeros(0, 0)
             return (empty if cfg.use_ed else None), (empty.long() if cfg.use_ec else None)
         ids, mask = self.model.tokenize(texts_edited)
-        if pixels.shape[0] != ids.shape[0]:
+        if item_of is None and pixels.shape[0] != ids.shape[0]:
             raise ValueError(f"{ids.shape[0]} texts but {pixels.shape[0]} images/videos")
+        if item_of is not None and (
+            item_of.shape != (ids.shape[0],) or int(item_of.min()) < 0
+            or int(item_of.max()) >= pixels.shape[0]
+        ):  # fmt: skip
+            raise ValueError(f"item_of must give each of {ids.shape[0]} texts an item row")
         special = torch.isin(
             ids, torch.tensor(self.model.tokenizer.all_special_ids, device=ids.device)
         )
         ignored = (special | ~mask.bool()).cpu()
+        wanted = ~ignored  # the vocabulary product runs only at the positions to correct
+        if correct_at is not None:
+            given = torch.zeros_like(wanted)
+            width = min(given.shape[1], correct_at.shape[1])
+            given[:, :width] = correct_at[:, :width].bool().cpu()
+            wanted &= given
         probs, top1s = [], []
-        # chunks bound the (rows, L, vocab) correction logits
+        # chunks bound the (rows, vocab) correction logits
         for s in range(0, ids.shape[0], PROOFREAD_CHUNK):
             sl = slice(s, s + PROOFREAD_CHUNK)
-            ed, ec = self.model.proofread_logits(pixels[sl].to(self.device), ids[sl], mask[sl])
+            rows, index = pixels[sl], None
+            if item_of is not None:  # the chunk's distinct items, each encoded once
+                used, index = item_of[sl].unique(return_inverse=True)
+                rows, index = pixels[used], index.to(self.device)
+            ed, ec = self.model.proofread_logits(
+                rows.to(self.device), ids[sl], mask[sl], wanted[sl].to(self.device), index
+            )
             probs.append(None if ed is None else ed.float().softmax(dim=-1)[..., 1].cpu())
-            top1s.append(None if ec is None else ec.argmax(dim=-1).cpu())
+            if ec is not None:
+                top1 = torch.full(wanted[sl].shape, -100, dtype=torch.long)
+                top1[wanted[sl]] = ec.argmax(dim=-1).cpu()
+                top1s.append(top1)
         prob = None if probs[0] is None else torch.cat(probs).masked_fill(ignored, 0.0)
-        top1 = None if top1s[0] is None else torch.cat(top1s).masked_fill(ignored, -100)
+        top1 = torch.cat(top1s) if top1s else None
         return prob, top1
 
     @property
