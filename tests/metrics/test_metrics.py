@@ -302,6 +302,34 @@ def test_paired_delta_needs_the_same_queries():
         M.paired_bootstrap_delta((np.ones(5), np.ones(2)), (np.ones(5), np.ones(3)), len, 10, 0)
 
 
+@pytest.mark.parametrize("metric", ["rsum", "t2i_R@5", "i2t_medr", "t2i_meanr"])
+def test_batched_paired_delta_draws_and_scores_the_same_resamples(metric):
+    from vilem.metrics.paired import probe_inputs
+
+    rng = np.random.default_rng(3)
+    a, b = _model_ranks(rng, 300, 60), _model_ranks(rng, 300, 60)
+    fn = M.retrieval_metric_fn(metric)
+    assert hasattr(fn, "batched")
+
+    def one_at_a_time(r):  # the same metric without the batched path
+        return fn(r)
+
+    for B in (1, 7, 300):  # blocks of resamples must not change the draws
+        fast = M.paired_bootstrap_delta(a, b, fn, B=B, seed=4)
+        assert fast == pytest.approx(M.paired_bootstrap_delta(a, b, one_at_a_time, B, 4))
+    cats = ["colour"] * 30 + ["relation"] * 20
+    words = [None] * 30 + ["above", "below"] * 10
+    run = {"category": cats, "word": words}
+    pa = {**run, "correct": rng.integers(0, 2, 50).tolist()}
+    pb = {**run, "correct": rng.integers(0, 2, 50).tolist()}
+    for name in ("macro", "overall", "acc_colour", "acc_relation"):
+        parts_a, parts_b, probe_fn = probe_inputs(name, pa, pb)
+        assert hasattr(probe_fn, "batched")
+        fast = M.paired_bootstrap_delta(parts_a, parts_b, probe_fn, B=200, seed=5)
+        slow = M.paired_bootstrap_delta(parts_a, parts_b, lambda p, f=probe_fn: f(p), 200, 5)
+        assert fast == pytest.approx(slow)
+
+
 def test_paired_delta_takes_a_plain_list_as_one_query_set():
     # hand case: A right on queries 0-2, B on query 0 only -> delta 2/4 of the queries
     delta, lo, hi = M.paired_bootstrap_delta([1, 1, 1, 0], [1, 0, 0, 0], np.mean, B=50, seed=0)

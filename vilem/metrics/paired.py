@@ -70,11 +70,19 @@ def probe_inputs(metric: str, a: dict, b: dict) -> Paired:
     pb = tuple(vb[idx] for idx in flat)
 
     def summary(parts: tuple) -> dict[str, np.ndarray]:
-        hits = np.array([p.sum() for p in parts], dtype=np.float64)
+        # (S,) hit counts, or (S, m) for m bootstrap resamples ((m, n) per part)
+        hits = np.array([p.sum(axis=-1) for p in parts], dtype=np.float64)
         return probe_summary(hits, sizes, groups, balanced)
 
+    def recipe(pick: Callable[[dict[str, np.ndarray]], np.ndarray]) -> Callable[[tuple], float]:
+        def fn(parts: tuple) -> float:
+            return float(pick(summary(parts)))
+
+        fn.batched = lambda parts: pick(summary(parts))
+        return fn
+
     if metric in ("macro", "overall"):
-        return pa, pb, lambda parts: float(summary(parts)[metric])
+        return pa, pb, recipe(lambda s: s[metric])
     name = metric.removeprefix("acc_")
     kind = "acc"
     if name.endswith(BALANCED_SUFFIX):
@@ -85,5 +93,5 @@ def probe_inputs(metric: str, a: dict, b: dict) -> Paired:
         and (kind == "acc" or balanced[names.index(name)])
     ):
         i = names.index(name)
-        return pa, pb, lambda parts: float(summary(parts)[kind][i])
+        return pa, pb, recipe(lambda s: s[kind][i])
     raise ValueError(f"no per-query recipe for {metric!r}")

@@ -75,18 +75,32 @@ def retrieval_metric_fn(
     ``paired_bootstrap_delta``); ``rsum`` sums recall at ``ks``."""
     ks = check_ks(ks)
     if name == "rsum":
-        return lambda r: sum(recall_at_k(x, k) for x in r for k in ks)
+        return _with_batched(
+            lambda r: sum(recall_at_k(x, k) for x in r for k in ks),
+            lambda r: sum(100.0 * np.mean(x <= k, axis=-1) for x in r for k in ks),
+        )
     direction, _, stat = name.partition("_")
     if direction in ("t2i", "i2t"):
         d = 0 if direction == "t2i" else 1
         if stat.startswith("R@") and stat[2:].isdigit() and int(stat[2:]) >= 1:
             k = int(stat[2:])
-            return lambda r: recall_at_k(r[d], k)
+            return _with_batched(
+                lambda r: recall_at_k(r[d], k), lambda r: 100.0 * np.mean(r[d] <= k, axis=-1)
+            )
         if stat == "medr":
-            return lambda r: float(np.median(r[d]))
+            return _with_batched(
+                lambda r: float(np.median(r[d])), lambda r: np.median(r[d], axis=-1)
+            )
         if stat == "meanr":
-            return lambda r: float(np.mean(r[d]))
+            return _with_batched(lambda r: float(np.mean(r[d])), lambda r: np.mean(r[d], axis=-1))
 
     known = [n for n in METRICS if n.startswith(("t2i", "i2t", "rsum"))]
     known += [f"{d}_R@{k}" for d in ("t2i", "i2t") for k in RECALL_KS]
     raise ConfigError(f"unknown retrieval metric {name!r}{closest(name, known)}")
+
+
+def _with_batched(fn: Callable, batched: Callable) -> Callable:
+    """``fn`` with ``fn.batched``: the same metric over a leading axis of bootstrap resamples
+    (``paired_bootstrap_delta`` scores a block of resamples per call)."""
+    fn.batched = batched
+    return fn
