@@ -83,3 +83,22 @@ def test_videos_are_checked_by_reading_the_frames_the_loader_reads(tmp_path, mon
     # the same frame count, mode and per-item RNG as MediaDataset uses when encoding
     expected = [np.random.default_rng([3, i]).integers(1 << 30) for i in range(3)]
     assert calls == [(f"im{i}.jpg", 5, "random", expected[i]) for i in range(3)]
+
+
+def test_a_split_that_passed_is_not_decoded_again_until_a_file_changes(tmp_path, monkeypatch):
+    from vilem.eval import engine
+
+    decoded = []
+    real = engine._MediaCheck.__getitem__
+    monkeypatch.setattr(
+        engine._MediaCheck, "__getitem__", lambda self, i: decoded.append(i) or real(self, i)
+    )
+    split = _split(tmp_path, {}, n=3)
+    assert validate_media(split, skip_bad=False) is split
+    assert validate_media(split, skip_bad=False) is split  # the same files: no decoding
+    assert decoded == [0, 1, 2]
+    validate_media(split, skip_bad=False, opts=EvalOptions(num_workers=0, frames=4))
+    assert decoded == [0, 1, 2] * 2  # other decoding settings: checked again
+    _truncated_jpeg(split.item_paths[1])  # replaced in place: checked again, and caught
+    with pytest.raises(DataError, match="1 of 3 images"):
+        validate_media(split, skip_bad=False)

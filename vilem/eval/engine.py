@@ -119,6 +119,9 @@ def validate_media(
     line naming the first and the count, or with ``skip_bad`` are dropped and recorded in
     ``split.skipped``; a split with every item bad stops either way."""
     opts = opts or EvalOptions(num_workers=0)
+    key = _media_check_key(split, opts)
+    if key in _MEDIA_OK:  # every file decoded under these settings and none has changed since
+        return split
     loader = DataLoader(
         _MediaCheck(split, opts), batch_size=None, num_workers=opts.num_workers,
         worker_init_fn=worker_init if opts.num_workers else None, shuffle=False,
@@ -126,6 +129,7 @@ def validate_media(
     checked = tqdm(loader, desc="checking media", total=len(split.items), disable=quiet)
     bad = [(i, msg) for i, msg in enumerate(checked) if msg]
     if not bad:
+        _MEDIA_OK.add(key)
         return split
     where, n = f"{split.dataset}/{split.split}", len(split.items)
     if not skip_bad:
@@ -141,6 +145,18 @@ def validate_media(
     bad_idx = {i for i, _ in bad}
     keep = [i for i in range(n) if i not in bad_idx]
     return split.subset(keep, skipped=[split.items[i] for i in sorted(bad_idx)])
+
+
+# media checks that passed in this process (a bench evaluates the same split once per model
+# and task): the files' paths, sizes and modification times and the decoding settings
+_MEDIA_OK: set[tuple] = set()
+
+
+def _media_check_key(split: Split, opts: EvalOptions) -> tuple:
+    windows = None if split.windows is None else digest_strings([str(w) for w in split.windows])
+    paths = digest_strings([str(p) for p in split.item_paths])
+    return (paths, media_stamp(split.item_paths), split.modality, windows, opts.frames,
+            opts.sampling, opts.seed)  # fmt: skip
 
 
 def media_stamp(paths: list[Path]) -> str:
