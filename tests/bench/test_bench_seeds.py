@@ -283,3 +283,34 @@ def test_a_changed_recipe_retrains_the_model_and_keeps_the_old_one_aside(
     assert [c["dir"].name for c in fake_training[2:]] == ["itc", "itc-video"]
     assert (models / "itc.previous" / "model" / "config.json").is_file()
     assert "itc/syn__retrieval.json" in summary.done
+
+
+def test_a_changed_mlm_is_retrained_with_the_models_that_use_its_negatives(
+    tmp_path, fake_training, monkeypatch, capsys
+):
+    mlm_runs = []
+
+    def fake_train_lm(texts, out_dir, **kwargs):
+        mlm_runs.append(kwargs)
+        Path(out_dir).mkdir(parents=True)
+        (Path(out_dir) / "config.json").write_text("{}")
+        return Path(out_dir)
+
+    monkeypatch.setattr("vilem.train.lm.train_lm", fake_train_lm)
+    mlm = {"corpus": {"dataset": "synthetic", "split": "train", "root": str(tmp_path / "data"),
+                      "options": {"config": TINY}}, "steps": 5}  # fmt: skip
+    raw = seeded_spec(tmp_path, mlm=mlm)
+    del raw["seeds"], raw["models"]["abl"], raw["models"]["itc-video"]
+    raw["models"]["vil"] = {"train": "small-vilem"}
+    Runner(parse_spec(raw), quiet=True).run()
+    assert len(mlm_runs) == 1 and sorted(c["dir"].name for c in fake_training) == ["itc", "vil"]
+    Runner(parse_spec(raw), quiet=True).run()  # unchanged: nothing is trained again
+    assert len(mlm_runs) == 1 and len(fake_training) == 2
+    raw["mlm"]["steps"] = 9
+    Runner(parse_spec(raw)).run()
+    out = capsys.readouterr().out
+    assert "[bench] retraining the masked LM: its recipe changed" in out
+    assert mlm_runs[-1]["steps"] == 9 and len(mlm_runs) == 2
+    # ViLEM learns from the MLM's negatives and is retrained; ITC-only never reads it
+    assert [c["dir"].name for c in fake_training[2:]] == ["vil"]
+    assert (tmp_path / "out" / "models" / "_mlm.previous" / "config.json").is_file()

@@ -197,6 +197,9 @@ class Runner:
             cfg = load_config(entry.train, self._overrides(entry, seed))
             out = {"train": entry.train, "overrides": list(entry.overrides)}
             out["config"] = digest(cfg.to_dict() | {"init_from": None, "mlm_path": None})
+            negatives = cfg.model.negatives
+            if self.spec.mlm and not cfg.model.itc_only and negatives.kind == "mlm":
+                out["mlm"] = digest(self.mlm_request())  # its negatives come from that MLM
             if entry.init is not None:
                 out["init"] = self.request(self.spec.model(entry.init), seed)["config"]
         self._requests[key] = out
@@ -212,12 +215,20 @@ class Runner:
     def mlm_dir(self) -> Path:
         return self.out / "models" / "_mlm"
 
+    def mlm_request(self) -> dict[str, Any]:
+        """What the spec's masked LM is trained from: its settings (corpus included) and seed."""
+        return {"mlm": self.spec.mlm, "seed": self.spec.seed}
+
     def ensure_mlm(self) -> Path | None:
-        """Train the spec's masked LM (for MLM negatives) once; reused by every recipe."""
+        """Train the spec's masked LM (for MLM negatives) once; reused by every recipe while
+        its settings are unchanged (an MLM of other settings is moved aside and retrained, and
+        so are the models trained on its negatives)."""
         if not self.spec.mlm:
             return None
-        target = self.mlm_dir()
-        if (target / "config.json").is_file():
+        target, request = self.mlm_dir(), self.mlm_request()
+        if (target / "config.json").is_file() and self._same_request(
+            target, request, "the masked LM"
+        ):
             return target
         from vilem.data import load_split
         from vilem.train.lm import train_lm
@@ -241,6 +252,7 @@ class Runner:
             train_lm(
                 texts, target, quiet=self.quiet, seed=self.spec.seed, val_corpus=held_out, **opts
             )
+            atomic_write_json(target / REQUEST_FILE, request)
         return target
 
     def model_dir(self, name: str, seed: int | None = None) -> Path:
@@ -282,7 +294,7 @@ class Runner:
         return f"vilem:{final}"
 
     def _same_request(self, out_dir: Path, request: dict[str, Any], which: str) -> bool:
-        """Whether the finished model in ``out_dir`` came from ``request`` (a model trained
+        """Whether the finished model (or MLM) in ``out_dir`` came from ``request`` (one trained
         before requests were recorded counts as the same); if not, move it aside."""
         path = out_dir / REQUEST_FILE
         if not path.is_file():

@@ -108,6 +108,7 @@ def train_lm(
     layers: int = 2,
     heads: int = 2,
     steps: int = 600,
+    dropout: float = 0.1,
     batch_size: int = 64,
     lr: float = 1e-3,
     seed: int = 0,
@@ -132,7 +133,7 @@ def train_lm(
     if steps < 1 or batch_size < 1 or lr <= 0:
         raise ConfigError("train-lm: steps and batch_size must be >= 1 and lr > 0")
     tokenizer = _load_tokenizer(tokenizer_path)
-    model = _new_model(tokenizer, hidden, layers, heads, max_len, seed)
+    model = _new_model(tokenizer, hidden, layers, heads, max_len, seed, dropout)
     ids_all = tokenizer(texts, truncation=True, max_length=max_len)["input_ids"]
     val_rows = _heldout_rows(tokenizer, texts, val_corpus, max_len)
     eval_at = set()
@@ -152,6 +153,7 @@ def train_lm(
         "hidden": hidden,
         "layers": layers,
         "heads": heads,
+        "dropout": dropout,
         "first_loss": losses[0],
         "final_loss": float(np.mean(tail)),
         "heldout_captions": len(val_rows),
@@ -170,7 +172,9 @@ def _load_tokenizer(tokenizer_path: str | os.PathLike | None):
     return AutoTokenizer.from_pretrained(str(tok_path), local_files_only=True)
 
 
-def _new_model(tokenizer, hidden: int, layers: int, heads: int, max_len: int, seed: int):
+def _new_model(
+    tokenizer, hidden: int, layers: int, heads: int, max_len: int, seed: int, dropout: float = 0.1
+):
     """A random-init BertForMaskedLM (seeded) over the tokenizer's vocabulary, in train mode."""
     from transformers import BertConfig, BertForMaskedLM
 
@@ -181,6 +185,8 @@ def _new_model(tokenizer, hidden: int, layers: int, heads: int, max_len: int, se
         num_hidden_layers=layers,
         num_attention_heads=heads,
         intermediate_size=4 * hidden,
+        hidden_dropout_prob=dropout,
+        attention_probs_dropout_prob=dropout,
         max_position_embeddings=max(64, max_len),
         pad_token_id=tokenizer.pad_token_id,
         tie_word_embeddings=True,
