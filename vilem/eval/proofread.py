@@ -73,20 +73,7 @@ def proofread_split(model: Any, split: Split, opts: Any, batch_size: int = 64) -
     # corrections are scored at the edited words; the report's examples show every word
     correct_at = original != edited
     correct_at[shown] = True
-    probs, top1s = [], []
-    for s in range(0, len(probes), batch_size):
-        chunk = probes[s : s + batch_size]
-        # a split's probes come item by item: decode and encode each item once per chunk
-        items = sorted({p.item for p in chunk})
-        row = {item: i for i, item in enumerate(items)}
-        prob, top1 = model.proofread(
-            [p.negative for p in chunk],
-            torch.stack([media[item] for item in items]),
-            correct_at=correct_at[s : s + batch_size],
-            item_of=torch.tensor([row[p.item] for p in chunk]),
-        )
-        probs.append(prob)
-        top1s.append(top1)
+    probs, top1s = _proofread_batches(model, probes, media, correct_at, batch_size)
     width = original.shape[1]
 
     def cat(parts: list[torch.Tensor | None], fill: float) -> np.ndarray | None:
@@ -144,6 +131,27 @@ def proofread_split(model: Any, split: Split, opts: Any, batch_size: int = 64) -
         "binding": [p.binding for p in probes],
     }
     return scores
+
+
+def _proofread_batches(
+    model: Any, probes: list[Probe], media: Any, correct_at: torch.Tensor, batch_size: int
+) -> tuple[list[torch.Tensor | None], list[torch.Tensor | None]]:
+    """``model.proofread`` over the probes in batches: (error probabilities, corrections)."""
+    probs, top1s = [], []
+    for s in range(0, len(probes), batch_size):
+        chunk = probes[s : s + batch_size]
+        # a split's probes come item by item: decode and encode each item once per chunk
+        items = sorted({p.item for p in chunk})
+        row = {item: i for i, item in enumerate(items)}
+        prob, top1 = model.proofread(
+            [p.negative for p in chunk],
+            torch.stack([media[item] for item in items]),
+            correct_at=correct_at[s : s + batch_size],
+            item_of=torch.tensor([row[p.item] for p in chunk]),
+        )
+        probs.append(prob)
+        top1s.append(top1)
+    return probs, top1s
 
 
 def flag_rates(probes: list[Probe], detected: list[int]) -> dict[str, float]:
