@@ -11,7 +11,7 @@ import numpy as np
 
 from vilem.errors import ConfigError
 from vilem.metrics.info import BALANCED_SUFFIX, RECALL_KS
-from vilem.metrics.retrieval import retrieval_metric_fn
+from vilem.metrics.retrieval import batched_metric, retrieval_metric_fn
 from vilem.metrics.scores import probe_strata, probe_summary
 
 # Per-query inputs of one comparison: model A's parts, model B's parts (each part a query set
@@ -75,11 +75,7 @@ def probe_inputs(metric: str, a: dict, b: dict) -> Paired:
         return probe_summary(hits, sizes, groups, balanced)
 
     def recipe(pick: Callable[[dict[str, np.ndarray]], np.ndarray]) -> Callable[[tuple], float]:
-        def fn(parts: tuple) -> float:
-            return float(pick(summary(parts)))
-
-        fn.batched = lambda parts: pick(summary(parts))
-        return fn
+        return batched_metric(lambda parts: pick(summary(parts)))
 
     if metric in ("macro", "overall"):
         return pa, pb, recipe(lambda s: s[metric])

@@ -18,7 +18,12 @@ from vilem.registry import closest
 
 def recall_at_k(ranks: np.ndarray, k: int) -> float:
     """Percent of queries whose (best) positive has rank <= k."""
-    return float(100.0 * np.mean(np.asarray(ranks) <= k))
+    return float(_recall(ranks, k))
+
+
+def _recall(ranks: Any, k: int) -> Any:
+    """``recall_at_k`` over the last axis (a float, or one per bootstrap resample)."""
+    return 100.0 * np.mean(np.asarray(ranks) <= k, axis=-1)
 
 
 def metrics_from_ranks(
@@ -75,32 +80,30 @@ def retrieval_metric_fn(
     ``paired_bootstrap_delta``); ``rsum`` sums recall at ``ks``."""
     ks = check_ks(ks)
     if name == "rsum":
-        return _with_batched(
-            lambda r: sum(recall_at_k(x, k) for x in r for k in ks),
-            lambda r: sum(100.0 * np.mean(x <= k, axis=-1) for x in r for k in ks),
-        )
+        return batched_metric(lambda r: sum(_recall(x, k) for x in r for k in ks))
     direction, _, stat = name.partition("_")
     if direction in ("t2i", "i2t"):
         d = 0 if direction == "t2i" else 1
         if stat.startswith("R@") and stat[2:].isdigit() and int(stat[2:]) >= 1:
             k = int(stat[2:])
-            return _with_batched(
-                lambda r: recall_at_k(r[d], k), lambda r: 100.0 * np.mean(r[d] <= k, axis=-1)
-            )
+            return batched_metric(lambda r: _recall(r[d], k))
         if stat == "medr":
-            return _with_batched(
-                lambda r: float(np.median(r[d])), lambda r: np.median(r[d], axis=-1)
-            )
+            return batched_metric(lambda r: np.median(r[d], axis=-1))
         if stat == "meanr":
-            return _with_batched(lambda r: float(np.mean(r[d])), lambda r: np.mean(r[d], axis=-1))
+            return batched_metric(lambda r: np.mean(r[d], axis=-1))
 
     known = [n for n in METRICS if n.startswith(("t2i", "i2t", "rsum"))]
     known += [f"{d}_R@{k}" for d in ("t2i", "i2t") for k in RECALL_KS]
     raise ConfigError(f"unknown retrieval metric {name!r}{closest(name, known)}")
 
 
-def _with_batched(fn: Callable, batched: Callable) -> Callable:
-    """``fn`` with ``fn.batched``: the same metric over a leading axis of bootstrap resamples
-    (``paired_bootstrap_delta`` scores a block of resamples per call)."""
+def batched_metric(batched: Callable[[Any], Any]) -> Callable[[Any], float]:
+    """A metric of per-query values from ``batched``, written over the last axis: the returned
+    function gives the float for one set of values, and its ``batched`` attribute the values of
+    a leading axis of bootstrap resamples (``paired_bootstrap_delta`` scores a block per call)."""
+
+    def fn(values: Any) -> float:
+        return float(batched(values))
+
     fn.batched = batched
     return fn
