@@ -4,6 +4,8 @@ the rounds interleaved (random init, random pixels, one fixed caption batch; doc
     python benchmarks/step_variants.py               # image / patch size, ITC-only and ViLEM
     python benchmarks/step_variants.py --momentum    # ViLEM without / with momentum encoders,
                                                      # and with the paired momentum passes
+    python benchmarks/step_variants.py --compile     # eager against torch.compile of every
+                                                     # ViT block and BERT layer (regional)
 
 The momentum steps leave out the EMA update the trainer does after each step."""
 
@@ -36,7 +38,14 @@ MOMENTUM = {
 }
 
 
-def make_step(recipe: str, size: int, patch: int, **flags):
+def compile_blocks(model: ViLEM) -> None:
+    """Regional ``torch.compile``: each ViT block and BERT layer (the LayerNorm, GELU, dropout
+    and residual ops around the matrix products are what inductor could fuse)."""
+    for block in [*model.image_tower.vit.blocks, *model.text_tower.layers]:
+        block.compile()
+
+
+def make_step(recipe: str, size: int, patch: int, compiled: bool = False, **flags):
     """One training step (forward, backward, AdamW) of a random-init model of ``recipe``."""
     cfg = vilem_config(recipe, **flags)
     vision = dataclasses.replace(cfg.vision, image_size=size, patch_size=patch)
@@ -46,6 +55,8 @@ def make_step(recipe: str, size: int, patch: int, **flags):
     if not cfg.itc_only:
         attach_random_mlm(model)
     model.train()
+    if compiled:
+        compile_blocks(model)
     optimizer = adamw(param_groups(model, 0.02, 1.0), lr=5e-4)
     ids, mask = model.tokenize(["a large red star left of two small blue circles"] * BATCH)
     items, pixels = torch.arange(BATCH), torch.randn(BATCH, 3, size, size)
@@ -61,9 +72,11 @@ def make_step(recipe: str, size: int, patch: int, **flags):
 
 def median_seconds(steps: dict) -> dict[str, float]:
     """Median step seconds of each variant: two warm-up steps each, then rounds in turn."""
-    for f in steps.values():
+    for name, f in steps.items():
+        start = time.perf_counter()
         f(0)
         f(1)
+        print(f"{name}: 2 warm-up steps {time.perf_counter() - start:.1f} s", file=sys.stderr)
     times: dict[str, list[float]] = {k: [] for k in steps}
     for r in range(ROUNDS):
         for k, f in steps.items():
@@ -83,6 +96,13 @@ def main() -> None:
         print(json.dumps(report(median_seconds(steps), "no momentum"), indent=1))
         return
     out = {}
+    if "--compile" in sys.argv:
+        for recipe in ("small-itc", "small-vilem"):
+            steps = {f"{recipe} {k}": make_step(recipe, 64, 16, compiled=k == "compiled")
+                     for k in ("eager", "compiled")}  # fmt: skip
+            out |= report(median_seconds(steps), f"{recipe} eager")
+        print(json.dumps(out, indent=1))
+        return
     for recipe in ("small-itc", "small-vilem"):
         names = {s: f"{recipe} {s[0]}px/p{s[1]} ({(s[0] // s[1]) ** 2} patches)" for s in SHAPES}
         steps = {names[s]: make_step(recipe, *s) for s in SHAPES}

@@ -220,3 +220,37 @@ def test_malloc_tuning_reuses_large_blocks_instead_of_faulting_them_in():
     if untuned < 200:
         pytest.skip(f"this allocator reuses the blocks by itself ({untuned:.0f} faults a step)")
     assert _faults_per_step("tuned") < untuned / 10  # 0 here
+
+
+def test_wait_policy_script_runs_each_spin_setting_alone_and_beside_a_competitor(
+    tmp_path, monkeypatch, capsys
+):
+    """benchmarks/wait_policy.py with its child runs faked: every variant gets its own
+    GOMP_SPINCOUNT (none for the libraries' defaults, which also skip vilem.threads)."""
+    import importlib.util
+    import types
+    from pathlib import Path
+
+    calls = []
+
+    def run_child(args, root, setup, competitor):
+        calls.append((args[3], setup, competitor, os.environ.get("GOMP_SPINCOUNT")))
+        return {"seconds": 2.0 if competitor else 1.0, "cpu_seconds": 1.5}
+
+    monkeypatch.setitem(sys.modules, "conftest", types.SimpleNamespace(make_synthetic=Path))
+    monkeypatch.setitem(
+        sys.modules, "test_contention_perf", types.SimpleNamespace(run_child=run_child)
+    )
+    monkeypatch.delenv("GOMP_SPINCOUNT", raising=False)
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "wait_policy.py"
+    spec = importlib.util.spec_from_file_location("wait_policy", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    assert script.main(["--recipe", "small-itc", "--rounds", "1"]) == 0
+    spins = [None, "0", "3000", "10000", "30000", "100000"]
+    expected = [("small-itc", "none" if s is None else "vilem", c, s)
+                for c in (False, True) for s in spins]  # fmt: skip
+    assert calls == expected
+    assert "GOMP_SPINCOUNT" not in os.environ
+    out = capsys.readouterr().out
+    assert "small-itc    beside a busy loop passive   wall 2.000 s  CPU 1.500 s" in out

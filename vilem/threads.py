@@ -6,7 +6,9 @@ beside another CPU-bound process it is ruinous: a spinning thread holds a core t
 and our own other thread both want, so every barrier of the ~12,000 parallel regions of a
 training step waits for a scheduler time slice. Measured on 2 cores (docs/scaling.md): the small
 ViLEM step went from ~0.4 s to 2-13 s, its CPU time up 5-10x (issue #16: 73 min wall, 69.6 min
-CPU against 12.6 min idle for the main job). Passive waiting removes it.
+CPU against 12.6 min idle for the main job). Passive waiting removes it. A bounded spin
+(``GOMP_SPINCOUNT`` 3,000-100,000) took 1.5-4.1x the passive step time beside a busy loop
+and saved 2-18% alone (``benchmarks/wait_policy.py``, docs/scaling.md).
 
 ``configure()`` runs once at process start (the ``vilem`` command does it first), before torch,
 NumPy or numba are imported, because the OpenMP and BLAS runtimes read their settings when they

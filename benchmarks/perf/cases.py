@@ -278,6 +278,9 @@ CASES: list[Case] = [
             "architecture `vilem train-lm` trains by default; its plausibility filter is off "
             "(a random MLM's fills would all be dropped, leaving EC nothing to correct), so "
             "every picked position is edited: `edits_per_step` below.",
+            "Each timed or profiled step follows one untimed step of the same model, as in "
+            "training, where one model's step repeats: its weights, gradients and optimizer "
+            "state are in the caches, not the previous variant's.",
             "Floors: one step of each arm under `torch.profiler` per round; the floor is the "
             "self time of its matrix products (mm/addmm/bmm, the patch-embedding convolution "
             "and the fused attention kernels), forward and backward. A check divides the timed "

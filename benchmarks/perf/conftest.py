@@ -97,9 +97,13 @@ def require(module: str, why: str) -> Any:
 @pytest.fixture(scope="session")
 def synthetic_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small synthetic image dataset generated for this run (no videos)."""
+    return make_synthetic(tmp_path_factory.mktemp("synthetic"))
+
+
+def make_synthetic(root: Path) -> Path:
+    """Generate the suite's small synthetic image dataset (no videos) into ``root``."""
     from vilem.data.synthetic import SyntheticConfig, generate
 
-    root = tmp_path_factory.mktemp("synthetic")
     config = SyntheticConfig(
         images_train=TRAIN_IMAGES,
         images_val=0,

@@ -1,0 +1,74 @@
+"""How long libgomp's threads should spin before sleeping: the small recipe's training step in a
+fresh process per run (``perf/contention_child.py``), alone and beside one CPU-bound busy loop,
+under the libraries' defaults (~300,000 polls), passive waiting (what ``vilem.threads`` sets)
+and bounded spins in between (``GOMP_SPINCOUNT``; ~100,000 polls are about 1 ms). Rounds take
+turns; prints one JSON line per run and then the medians (docs/scaling.md quotes them):
+
+    python benchmarks/wait_policy.py                      # ITC-only and ViLEM, 2 rounds
+    python benchmarks/wait_policy.py --recipe small-itc --rounds 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent / "perf"))
+
+from conftest import make_synthetic  # noqa: E402
+from test_contention_perf import run_child  # noqa: E402
+
+# name -> GOMP_SPINCOUNT (None: the libraries' defaults, no vilem.threads settings at all)
+VARIANTS = {"defaults": None, "passive": "0", "spin 3k": "3000", "spin 10k": "10000",
+            "spin 30k": "30000", "spin 100k": "100000"}  # fmt: skip
+STEPS = {"small-itc": "8", "small-vilem": "6"}
+
+
+def one_run(root: Path, recipe: str, spin: str | None, competitor: bool) -> dict:
+    """Wall and CPU seconds per step of one child run under one wait setting."""
+    saved = os.environ.pop("GOMP_SPINCOUNT", None)
+    if spin is not None:  # GOMP_SPINCOUNT overrides the spin count OMP_WAIT_POLICY implies
+        os.environ["GOMP_SPINCOUNT"] = spin
+    args = ["--work", "train", "--recipe", recipe, "--steps", STEPS[recipe]]
+    try:
+        return run_child(args, root, "none" if spin is None else "vilem", competitor)
+    finally:
+        os.environ.pop("GOMP_SPINCOUNT", None)
+        if saved is not None:
+            os.environ["GOMP_SPINCOUNT"] = saved
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--recipe", action="append", choices=sorted(STEPS))
+    parser.add_argument("--rounds", type=int, default=2)
+    args = parser.parse_args(argv)
+    recipes = args.recipe or sorted(STEPS)
+    runs: dict[tuple[str, bool, str], list[dict]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        root = make_synthetic(Path(tmp) / "synthetic")
+        for round_ in range(args.rounds):
+            for recipe in recipes:
+                for competitor in (False, True):
+                    for name, spin in VARIANTS.items():
+                        report = one_run(root, recipe, spin, competitor)
+                        runs.setdefault((recipe, competitor, name), []).append(report)
+                        line = {"round": round_, "recipe": recipe, "competitor": competitor,
+                                "variant": name, "s": report["seconds"],
+                                "cpu_s": report["cpu_seconds"]}  # fmt: skip
+                        print(json.dumps(line), flush=True)
+    for (recipe, competitor, name), reports in runs.items():
+        wall = statistics.median(r["seconds"] for r in reports)
+        cpu = statistics.median(r["cpu_seconds"] for r in reports)
+        where = "beside a busy loop" if competitor else "alone"
+        print(f"{recipe:12s} {where:18s} {name:9s} wall {wall:.3f} s  CPU {cpu:.3f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
