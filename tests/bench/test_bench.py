@@ -53,6 +53,21 @@ def spec_dict(tmp_path: Path, **changes) -> dict:
         ({"models": {"m": {"spec": "random", "train": "small-itc"}}}, "exactly one of"),
         ({"models": {"m": {"train": "x", "init": "itc"}}}, "init names unknown model 'itc'"),
         ({"exclude": [{"modle": "m"}]}, "did you mean 'model'?"),
+        ({"mlm": {"stpes": 600}}, "mlm: unknown key 'stpes' (did you mean 'steps'?)"),
+        ({"mlm": {"seed": 1}}, "mlm: unknown key 'seed'"),  # the spec's seed trains it
+        ({"mlm": {"steps": 0}}, "mlm.steps must be a positive integer, got 0"),
+        ({"mlm": {"hidden": True}}, "mlm.hidden must be a positive integer, got True"),
+        ({"mlm": {"lr": "fast"}}, "mlm.lr must be a positive number, got 'fast'"),
+        ({"mlm": {"dropout": 1.0}}, "mlm.dropout must be a number in [0, 1), got 1.0"),
+        ({"mlm": ["steps"]}, "config key 'mlm' must be a mapping"),
+        ({"mlm": {"corpus": []}}, "mlm.corpus lists no dataset"),
+        ({"mlm": {"corpus": {"split": "train"}}}, "mlm.corpus must be a mapping with a 'dataset'"),
+        ({"mlm": {"corpus": [{"dataset": "synthetc"}]}},
+         "mlm.corpus[0]: unknown dataset 'synthetc' (did you mean 'synthetic'?)"),
+        ({"mlm": {"corpus": {"dataset": "synthetic", "splt": "train"}}},
+         "mlm.corpus: unknown key 'splt' (did you mean 'split'?)"),
+        ({"mlm": {"corpus": {"dataset": "synthetic", "options": [1]}}},
+         "mlm.corpus.options must be a mapping"),
     ],
 )  # fmt: skip
 def test_spec_errors_name_the_problem_before_any_work(tmp_path, change, message):
@@ -60,6 +75,20 @@ def test_spec_errors_name_the_problem_before_any_work(tmp_path, change, message)
         parse_spec(spec_dict(tmp_path, **change))
     assert message in str(exc.value)
     assert not (tmp_path / "out").exists()
+
+
+def test_spec_mlm_keys_are_the_train_lm_settings_the_bench_does_not_supply():
+    import inspect
+
+    from vilem.bench import spec as spec_module
+    from vilem.train.lm import train_lm
+
+    supplied = {"out_dir", "quiet", "seed", "val_corpus"}  # by Runner.ensure_mlm
+    assert set(spec_module.MLM_KEYS) == set(inspect.signature(train_lm).parameters) - supplied
+    ints = {
+        k for k, p in inspect.signature(train_lm).parameters.items() if p.default.__class__ is int
+    }
+    assert set(spec_module.MLM_INTS) == ints - supplied
 
 
 def test_matrix_is_the_product_minus_exclusions(tmp_path):

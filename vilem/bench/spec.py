@@ -246,6 +246,52 @@ def _check_seeds(
             )
 
 
+# train_lm's settings a spec may give (the bench supplies the corpus texts, output and seed)
+MLM_INTS = ("hidden", "layers", "heads", "steps", "batch_size", "max_len", "eval_points")
+MLM_KEYS = ("corpus", "tokenizer_path", "dropout", "lr", *MLM_INTS)
+CORPUS_KEYS = ("dataset", "split", "root", "options", "val_split")
+
+
+def _check_mlm(mlm: Any, where: str, source: str) -> None:
+    """The masked LM's settings, checked before any work: known keys (``vilem train-lm``'s),
+    positive sizes and rate, a dropout in [0, 1), and a corpus of known datasets."""
+    from vilem.data import DATASETS
+
+    for key, value in mlm.items():
+        at = f"{source}: {where}.{key}"
+        if key not in MLM_KEYS:
+            raise ConfigError(
+                f"{source}: {where}: unknown key {key!r}{closest(str(key), list(MLM_KEYS))}"
+            )
+        if key in MLM_INTS and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ConfigError(f"{at} must be a positive integer, got {value!r}")
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if key == "lr" and not (number and value > 0):
+            raise ConfigError(f"{at} must be a positive number, got {value!r}")
+        if key == "dropout" and not (number and 0 <= value < 1):
+            raise ConfigError(f"{at} must be a number in [0, 1), got {value!r}")
+        if key == "tokenizer_path" and value is not None and not isinstance(value, str):
+            raise ConfigError(f"{at} must be a folder path, got {value!r}")
+    corpus = mlm.get("corpus", {"dataset": "synthetic"})
+    parts = corpus if isinstance(corpus, list) else [corpus]
+    if not parts:
+        raise ConfigError(f"{source}: {where}.corpus lists no dataset")
+    for i, part in enumerate(parts):
+        at = f"{source}: {where}.corpus" + (f"[{i}]" if isinstance(corpus, list) else "")
+        if not isinstance(part, dict) or not isinstance(part.get("dataset"), str):
+            raise ConfigError(f"{at} must be a mapping with a 'dataset' name")
+        for key in part:
+            if key not in CORPUS_KEYS:
+                raise ConfigError(
+                    f"{at}: unknown key {key!r}{closest(str(key), list(CORPUS_KEYS))}"
+                )
+        name = part["dataset"]
+        if not name.startswith("py:") and name not in DATASETS:
+            raise ConfigError(f"{at}: unknown dataset {name!r}{closest(name, DATASETS.names())}")
+        if not isinstance(part.get("options", {}), dict):
+            raise ConfigError(f"{at}.options must be a mapping")
+
+
 def _parse_compare(cmp: CompareCfg | None, names: list[str], source: str) -> dict | None:
     if cmp is None:
         return None
@@ -381,6 +427,8 @@ def parse_spec(
     mlm = spec.mlm
     if quick and mlm is not None:
         mlm = {**mlm, **spec.quick.mlm}
+    if mlm is not None:
+        _check_mlm(mlm, "mlm", source)
     bootstrap = spec.bootstrap
     if quick and spec.quick.bootstrap is not None:
         bootstrap = spec.quick.bootstrap
