@@ -205,7 +205,7 @@ def test_training_step(benchmark, steps, train_batch, variant, round_):
     # one untimed step of the same model first: a trainer repeats one model's step, so the
     # timed (or profiled) step finds that model's weights, gradients and optimizer state in the
     # caches and the allocator, not the previous variant's (measured cold, right after four
-    # other models, the ITC-only step took 257 ms against 206 ms back to back)
+    # other models, the ITC-only step took 257 ms against 204 ms warmed)
     step = steps[variant.removesuffix("_profile")]
 
     def warm_up() -> None:  # pedantic's setup: its return value would be taken as arguments

@@ -53,21 +53,22 @@ def spec_dict(tmp_path: Path, **changes) -> dict:
         ({"models": {"m": {"spec": "random", "train": "small-itc"}}}, "exactly one of"),
         ({"models": {"m": {"train": "x", "init": "itc"}}}, "init names unknown model 'itc'"),
         ({"exclude": [{"modle": "m"}]}, "did you mean 'model'?"),
-        ({"mlm": {"stpes": 600}}, "mlm: unknown key 'stpes' (did you mean 'steps'?)"),
-        ({"mlm": {"seed": 1}}, "mlm: unknown key 'seed'"),  # the spec's seed trains it
-        ({"mlm": {"steps": 0}}, "mlm.steps must be a positive integer, got 0"),
-        ({"mlm": {"hidden": True}}, "mlm.hidden must be a positive integer, got True"),
-        ({"mlm": {"lr": "fast"}}, "mlm.lr must be a positive number, got 'fast'"),
-        ({"mlm": {"dropout": 1.0}}, "mlm.dropout must be a number in [0, 1), got 1.0"),
+        ({"mlm": {"stpes": 600}}, "unknown config key 'mlm.stpes' (did you mean 'steps'?)"),
+        ({"mlm": {"seed": 1}}, "unknown config key 'mlm.seed'"),  # the spec's seed trains it
+        ({"mlm": {"steps": 0}}, "mlm.steps must be positive, got 0"),
+        ({"mlm": {"lr": -1e-3}}, "mlm.lr must be positive, got -0.001"),
+        ({"mlm": {"hidden": True}}, "mlm.hidden"),
+        ({"mlm": {"lr": "fast"}}, "mlm.lr"),
+        ({"mlm": {"dropout": 1.0}}, "mlm.dropout must be in [0, 1), got 1.0"),
         ({"mlm": ["steps"]}, "config key 'mlm' must be a mapping"),
         ({"mlm": {"corpus": []}}, "mlm.corpus lists no dataset"),
-        ({"mlm": {"corpus": {"split": "train"}}}, "mlm.corpus must be a mapping with a 'dataset'"),
+        ({"mlm": {"corpus": {"split": "train"}}}, "mlm.corpus needs 'dataset'"),
         ({"mlm": {"corpus": [{"dataset": "synthetc"}]}},
          "mlm.corpus[0]: unknown dataset 'synthetc' (did you mean 'synthetic'?)"),
         ({"mlm": {"corpus": {"dataset": "synthetic", "splt": "train"}}},
-         "mlm.corpus: unknown key 'splt' (did you mean 'split'?)"),
+         "unknown config key 'mlm.corpus.splt' (did you mean 'split'?)"),
         ({"mlm": {"corpus": {"dataset": "synthetic", "options": [1]}}},
-         "mlm.corpus.options must be a mapping"),
+         "config key 'mlm.corpus.options' must be a mapping"),
     ],
 )  # fmt: skip
 def test_spec_errors_name_the_problem_before_any_work(tmp_path, change, message):
@@ -78,17 +79,26 @@ def test_spec_errors_name_the_problem_before_any_work(tmp_path, change, message)
 
 
 def test_spec_mlm_keys_are_the_train_lm_settings_the_bench_does_not_supply():
+    import dataclasses
     import inspect
+    import typing
 
-    from vilem.bench import spec as spec_module
+    from vilem.bench.spec import _MLMSettings
     from vilem.train.lm import train_lm
 
     supplied = {"out_dir", "quiet", "seed", "val_corpus"}  # by Runner.ensure_mlm
-    assert set(spec_module.MLM_KEYS) == set(inspect.signature(train_lm).parameters) - supplied
-    ints = {
-        k for k, p in inspect.signature(train_lm).parameters.items() if p.default.__class__ is int
-    }
-    assert set(spec_module.MLM_INTS) == ints - supplied
+    params = inspect.signature(train_lm).parameters
+    hints = typing.get_type_hints(_MLMSettings)
+    assert {f.name for f in dataclasses.fields(_MLMSettings)} == set(params) - supplied
+    for name, param in params.items():
+        if name not in supplied and isinstance(param.default, int | float):
+            assert hints[name] == type(param.default) | None, name
+
+
+def test_spec_mlm_values_reach_train_lm_converted(tmp_path):
+    spec = parse_spec(spec_dict(tmp_path, mlm={"lr": "1e-3", "steps": 20.0, "dropout": None}))
+    assert spec.mlm == {"lr": 1e-3, "steps": 20}
+    assert isinstance(spec.mlm["steps"], int)
 
 
 def test_matrix_is_the_product_minus_exclusions(tmp_path):

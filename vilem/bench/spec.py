@@ -246,50 +246,65 @@ def _check_seeds(
             )
 
 
-# train_lm's settings a spec may give (the bench supplies the corpus texts, output and seed)
-MLM_INTS = ("hidden", "layers", "heads", "steps", "batch_size", "max_len", "eval_points")
-MLM_KEYS = ("corpus", "tokenizer_path", "dropout", "lr", *MLM_INTS)
-CORPUS_KEYS = ("dataset", "split", "root", "options", "val_split")
+@dataclass
+class _MLMSettings:
+    """The ``mlm:`` keys: ``train_lm``'s keywords but those the bench supplies (texts from
+    ``corpus``, the output folder, the spec's seed). Only given keys reach ``train_lm``, so its
+    own defaults stay the only ones."""
+
+    corpus: Any = None  # one {dataset, split, ...} mapping or a list of them (_CorpusPart)
+    tokenizer_path: str | None = None
+    hidden: int | None = None
+    layers: int | None = None
+    heads: int | None = None
+    steps: int | None = None
+    dropout: float | None = None
+    batch_size: int | None = None
+    lr: float | None = None
+    max_len: int | None = None
+    eval_points: int | None = None
 
 
-def _check_mlm(mlm: Any, where: str, source: str) -> None:
-    """The masked LM's settings, checked before any work: known keys (``vilem train-lm``'s),
-    positive sizes and rate, a dropout in [0, 1), and a corpus of known datasets."""
-    from vilem.data import DATASETS
+@dataclass
+class _CorpusPart:
+    dataset: str | None = None
+    split: str = "train"
+    root: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    val_split: str | None = "val"
 
-    for key, value in mlm.items():
-        at = f"{source}: {where}.{key}"
-        if key not in MLM_KEYS:
-            raise ConfigError(
-                f"{source}: {where}: unknown key {key!r}{closest(str(key), list(MLM_KEYS))}"
-            )
-        if key in MLM_INTS and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-            raise ConfigError(f"{at} must be a positive integer, got {value!r}")
-        number = isinstance(value, (int, float)) and not isinstance(value, bool)
-        if key == "lr" and not (number and value > 0):
-            raise ConfigError(f"{at} must be a positive number, got {value!r}")
-        if key == "dropout" and not (number and 0 <= value < 1):
-            raise ConfigError(f"{at} must be a number in [0, 1), got {value!r}")
-        if key == "tokenizer_path" and value is not None and not isinstance(value, str):
-            raise ConfigError(f"{at} must be a folder path, got {value!r}")
+
+def _check_mlm(mlm: dict[str, Any], source: str) -> dict[str, Any]:
+    """The masked LM's settings checked before any work (known keys and types, positive sizes
+    and rate, dropout in [0, 1), a corpus of known datasets); returns them with their values
+    converted as the config reader converts them (``lr: 1e-3`` is a float); a key set to null
+    is left out (``train_lm``'s default)."""
+    settings = _parse(_MLMSettings, mlm, "mlm", source)
+    given = {key: getattr(settings, key) for key in mlm if getattr(settings, key) is not None}
+    for key, value in given.items():
+        if key == "dropout" and not 0 <= value < 1:
+            raise ConfigError(f"{source}: mlm.dropout must be in [0, 1), got {value!r}")
+        if isinstance(value, int | float) and key != "dropout" and value <= 0:
+            raise ConfigError(f"{source}: mlm.{key} must be positive, got {value!r}")
     corpus = mlm.get("corpus", {"dataset": "synthetic"})
     parts = corpus if isinstance(corpus, list) else [corpus]
     if not parts:
-        raise ConfigError(f"{source}: {where}.corpus lists no dataset")
-    for i, part in enumerate(parts):
-        at = f"{source}: {where}.corpus" + (f"[{i}]" if isinstance(corpus, list) else "")
-        if not isinstance(part, dict) or not isinstance(part.get("dataset"), str):
-            raise ConfigError(f"{at} must be a mapping with a 'dataset' name")
-        for key in part:
-            if key not in CORPUS_KEYS:
-                raise ConfigError(
-                    f"{at}: unknown key {key!r}{closest(str(key), list(CORPUS_KEYS))}"
-                )
-        name = part["dataset"]
-        if not name.startswith("py:") and name not in DATASETS:
-            raise ConfigError(f"{at}: unknown dataset {name!r}{closest(name, DATASETS.names())}")
-        if not isinstance(part.get("options", {}), dict):
-            raise ConfigError(f"{at}.options must be a mapping")
+        raise ConfigError(f"{source}: mlm.corpus lists no dataset")
+    for i, raw in enumerate(parts):
+        where = "mlm.corpus" + (f"[{i}]" if isinstance(corpus, list) else "")
+        part = _parse(_CorpusPart, raw, where, source)
+        if part.dataset is None:
+            raise ConfigError(f"{source}: {where} needs 'dataset' (an adapter name)")
+        _require_dataset(part.dataset, f"{source}: {where}")
+    return given
+
+
+def _require_dataset(name: str, where: str) -> None:
+    """Refuse an adapter name that is not registered (``py:`` adapters load with the split)."""
+    from vilem.data import DATASETS
+
+    if not name.startswith("py:") and name not in DATASETS:
+        raise ConfigError(f"{where}: unknown dataset {name!r}{closest(name, DATASETS.names())}")
 
 
 def _parse_compare(cmp: CompareCfg | None, names: list[str], source: str) -> dict | None:
@@ -382,11 +397,7 @@ def _datasets(spec: SpecFile, quick: bool, source: str) -> list[DatasetEntry]:
         if d.dataset.startswith("py:"):  # imported and checked when the split is loaded
             datasets.append(d)
             continue
-        if d.dataset not in DATASETS:
-            raise ConfigError(
-                f"{source}: datasets.{d.name}: unknown dataset {d.dataset!r}"
-                f"{closest(d.dataset, DATASETS.names())}"
-            )
+        _require_dataset(d.dataset, f"{source}: datasets.{d.name}")
         splits = DATASETS.get(d.dataset).splits
         if d.split not in splits:
             raise ConfigError(
@@ -428,7 +439,7 @@ def parse_spec(
     if quick and mlm is not None:
         mlm = {**mlm, **spec.quick.mlm}
     if mlm is not None:
-        _check_mlm(mlm, "mlm", source)
+        mlm = _check_mlm(mlm, source)
     bootstrap = spec.bootstrap
     if quick and spec.quick.bootstrap is not None:
         bootstrap = spec.quick.bootstrap
