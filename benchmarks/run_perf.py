@@ -370,7 +370,7 @@ def _pytest(args: argparse.Namespace, tests: list[str], out_dir: Path) -> dict[s
     load_before, start = _load(), time.perf_counter()
     exit_code = subprocess.run(cmd, cwd=ROOT, env=env, check=False).returncode
     wall, load_after = time.perf_counter() - start, _load()
-    from vilem.threads import available_cpus, thread_settings
+    from vilem.threads import available_cpus, can_adapt, thread_settings
 
     return {
         "benchmarks": (
@@ -380,7 +380,9 @@ def _pytest(args: argparse.Namespace, tests: list[str], out_dir: Path) -> dict[s
         "run": {
             "threads": args.threads,
             # what the suite's conftest applies (vilem.threads.configure), as the vilem command
-            "thread_settings": thread_settings(env, available_cpus()),
+            "thread_settings": thread_settings(
+                env, available_cpus(), can_adapt(env, available_cpus())
+            ),
             "pytest_exit": exit_code,
             "wall_seconds": wall,
             "load_before": load_before,

@@ -1,8 +1,9 @@
 """How long libgomp's threads should spin before sleeping: the small recipe's training step in a
 fresh process per run (``perf/contention_child.py``), alone and beside one CPU-bound busy loop,
-under the libraries' defaults (~300,000 polls), passive waiting (what ``vilem.threads`` sets)
-and bounded spins in between (``GOMP_SPINCOUNT``; ~100,000 polls are about 1 ms). Rounds take
-turns; prints one JSON line per run and then the medians (docs/scaling.md quotes them):
+under the libraries' defaults (~300,000 polls), what ``vilem.threads`` does (the default spin,
+threads following the load), and a fixed count (``VILEM_ADAPTIVE_THREADS=0``) with passive
+waiting or bounded spins (``GOMP_SPINCOUNT``; ~100,000 polls are about 1 ms). Rounds take turns;
+prints one JSON line per run and then the medians (docs/scaling.md quotes them):
 
     python benchmarks/wait_policy.py                      # ITC-only and ViLEM, 2 rounds
     python benchmarks/wait_policy.py --recipe small-itc --rounds 3
@@ -23,24 +24,28 @@ sys.path.insert(0, str(Path(__file__).parent / "perf"))
 from conftest import make_synthetic  # noqa: E402
 from test_contention_perf import run_child  # noqa: E402
 
-# name -> GOMP_SPINCOUNT (None: the libraries' defaults, no vilem.threads settings at all)
-VARIANTS = {"defaults": None, "passive": "0", "spin 3k": "3000", "spin 10k": "10000",
-            "spin 30k": "30000", "spin 100k": "100000"}  # fmt: skip
+FIXED = "VILEM_ADAPTIVE_THREADS"
+# name -> the child's extra environment (None: the libraries' defaults, no vilem.threads at all)
+VARIANTS = {"defaults": None, "governed": {},
+            "passive": {FIXED: "0", "GOMP_SPINCOUNT": "0"},
+            **{f"spin {n // 1000}k": {FIXED: "0", "GOMP_SPINCOUNT": str(n)}
+               for n in (3000, 10000, 30000, 100000)}}  # fmt: skip
+SETS = (FIXED, "GOMP_SPINCOUNT")
 STEPS = {"small-itc": "8", "small-vilem": "6"}
 
 
-def one_run(root: Path, recipe: str, spin: str | None, competitor: bool) -> dict:
+def one_run(root: Path, recipe: str, extra: dict | None, competitor: bool) -> dict:
     """Wall and CPU seconds per step of one child run under one wait setting."""
-    saved = os.environ.pop("GOMP_SPINCOUNT", None)
-    if spin is not None:  # GOMP_SPINCOUNT overrides the spin count OMP_WAIT_POLICY implies
-        os.environ["GOMP_SPINCOUNT"] = spin
+    saved = {k: os.environ.pop(k) for k in SETS if k in os.environ}
+    # GOMP_SPINCOUNT overrides the spin count OMP_WAIT_POLICY implies
+    os.environ.update(extra or {})
     args = ["--work", "train", "--recipe", recipe, "--steps", STEPS[recipe]]
     try:
-        return run_child(args, root, "none" if spin is None else "vilem", competitor)
+        return run_child(args, root, "none" if extra is None else "vilem", competitor)
     finally:
-        os.environ.pop("GOMP_SPINCOUNT", None)
-        if saved is not None:
-            os.environ["GOMP_SPINCOUNT"] = saved
+        for key in SETS:
+            os.environ.pop(key, None)
+        os.environ.update(saved)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -55,8 +60,8 @@ def main(argv: list[str] | None = None) -> int:
         for round_ in range(args.rounds):
             for recipe in recipes:
                 for competitor in (False, True):
-                    for name, spin in VARIANTS.items():
-                        report = one_run(root, recipe, spin, competitor)
+                    for name, extra in VARIANTS.items():
+                        report = one_run(root, recipe, extra, competitor)
                         runs.setdefault((recipe, competitor, name), []).append(report)
                         line = {"round": round_, "recipe": recipe, "competitor": competitor,
                                 "variant": name, "s": report["seconds"],

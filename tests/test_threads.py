@@ -1,13 +1,15 @@
-"""vilem.threads: thread counts from the CPUs a process may use, passive OpenMP waiting, one
-thread per loader worker, the allocator keeping large blocks; explicit user settings win.
-Nothing here times anything: the OpenMP runtime reports its own settings (OMP_DISPLAY_ENV)
-and the kernel counts page faults."""
+"""vilem.threads: thread counts from the CPUs a process may use that follow the load (the
+governor) or, where they cannot, passive OpenMP waiting; one thread per loader worker; the
+allocator keeping large blocks; explicit user settings win. Nothing here times anything: the
+OpenMP runtime reports its own settings (OMP_DISPLAY_ENV), the kernel counts page faults and
+CPU time, and the governor is driven by hand-made loads."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -15,7 +17,9 @@ from torch.utils.data import DataLoader, Dataset
 
 from vilem import threads as T
 
-SET_BY_US = (*T.PASSIVE, *T.COUNT_VARS, "GOMP_SPINCOUNT", *T.MALLOC_VARS)
+SET_BY_US = (*T.PASSIVE, *T.COUNT_VARS, T.MARK, T.ADAPTIVE_VAR, "GOMP_SPINCOUNT", *T.MALLOC_VARS)
+ADAPTS = T.available_cpus() > 1 and T.read_load(T._affinity()) is not None
+needs_adapting = pytest.mark.skipif(not ADAPTS, reason="one CPU, or no /proc/stat: a fixed count")
 
 
 def _clean_env(**extra: str) -> dict[str, str]:
@@ -43,6 +47,13 @@ def test_settings_fill_in_passive_waiting_and_counts():
     }
 
 
+def test_an_adapting_count_leaves_the_wait_policy_to_the_runtimes():
+    assert T.thread_settings({}, cpus=3, adaptive=True) == {
+        "OMP_NUM_THREADS": "3",
+        "NUMBA_NUM_THREADS": "3",
+    }
+
+
 def test_explicit_settings_win():
     env = {"OMP_WAIT_POLICY": "ACTIVE", "OMP_NUM_THREADS": "5"}
     out = T.thread_settings(env, cpus=2)
@@ -52,7 +63,7 @@ def test_explicit_settings_win():
 
 
 def test_configure_changes_only_what_is_unset():
-    env = {"OMP_WAIT_POLICY": "ACTIVE", "NUMBA_NUM_THREADS": "1"}
+    env = {"OMP_WAIT_POLICY": "ACTIVE", "NUMBA_NUM_THREADS": "1", T.ADAPTIVE_VAR: "0"}
     applied = T.configure(env)
     assert env["OMP_WAIT_POLICY"] == "ACTIVE" and env["NUMBA_NUM_THREADS"] == "1"
     assert env["OMP_NUM_THREADS"] == str(T.available_cpus())
@@ -105,12 +116,14 @@ def _openmp_report(configure_first: bool, **env: str) -> tuple[str, int]:
     return spin[0].split("=", 1)[1].strip().strip("'"), int(done.stdout.split()[-1])
 
 
-def test_configure_before_torch_makes_openmp_wait_passively():
+def test_a_fixed_count_makes_openmp_wait_passively_and_an_adapting_one_does_not():
     default_spin, _ = _openmp_report(configure_first=False)
-    spin, threads = _openmp_report(configure_first=True)
+    spin, threads = _openmp_report(configure_first=True, **{T.ADAPTIVE_VAR: "0"})
     assert default_spin != "0"  # libgomp's default spins: the check below can tell them apart
     assert spin == "0"
     assert threads == T.available_cpus()
+    if ADAPTS:  # one thread per competitor fewer instead: idle, the default spin is faster
+        assert _openmp_report(configure_first=True) == (default_spin, T.available_cpus())
 
 
 def test_user_wait_policy_and_count_survive_configure():
@@ -131,6 +144,131 @@ def test_configure_after_torch_lowers_its_thread_count():
     assert "torch" in late and int(threads) == cpus
     user = _python(code, OMP_NUM_THREADS=str(cpus + 2)).stdout.split()
     assert int(user[1]) == cpus + 2  # an explicit OMP_NUM_THREADS is the user's choice
+
+
+# ------------------------------------------------------------------------------ the governor
+
+_STAT = """cpu  900 0 300 5000 40 0 10 0 0 0
+cpu0 100 0 50 1000 10 0 0 0 0 0
+cpu1 200 5 100 2000 20 0 5 7 0 0
+cpu2 600 0 150 2000 10 0 5 0 0 0
+intr 12345
+"""
+
+
+def test_read_load_sums_the_busy_time_of_this_process_cpus(tmp_path, monkeypatch):
+    stat = tmp_path / "stat"
+    stat.write_text(_STAT)
+    monkeypatch.setattr(os, "sysconf", lambda name: 100)  # USER_HZ
+    load = T.read_load(frozenset({0, 1}), stat)
+    # busy = user + nice + system + irq + softirq + steal; idle and iowait are not
+    assert load.busy == pytest.approx((150 + 317) / 100)
+    assert load.own == pytest.approx(time.process_time(), abs=0.5)
+    assert T.read_load(frozenset({7}), stat) is None  # none of our CPUs listed
+    stat.write_text("cpu0 1 2\n")
+    assert T.read_load(frozenset({0}), stat) is None  # too few fields: not a stat we know
+    assert T.read_load(frozenset({0}), tmp_path / "missing") is None
+
+
+@pytest.mark.parametrize(
+    ("others", "cpus", "most", "expected"),
+    [
+        (0.0, 2, 2, 2),
+        (0.3, 2, 2, 2),  # a light background job: the core is still ours
+        (0.67, 2, 2, 1),  # one busy loop sharing 2 cores with our 2 spinning threads
+        (1.0, 2, 2, 1),
+        (2.0, 2, 2, 1),  # never fewer than one
+        (1.0, 64, 2, 2),  # the quota, not the free cores, caps it
+        (40.0, 64, 32, 24),
+    ],
+)
+def test_threads_are_the_cpus_others_leave_free(others, cpus, most, expected):
+    assert T.choose_threads(others, cpus, most) == expected
+
+
+def _driven(others_per_look: list[float], cpus: int = 2):
+    """A governor fed loads in which other processes kept ``others`` cores busy for 1 s and
+    this process 0.5 s of CPU; returns it and the thread counts it set."""
+    loads = [T.Load(0.0, 0.0, 0.0)]
+    for others in others_per_look:
+        last = loads[-1]
+        loads.append(T.Load(last.at + 1.0, last.busy + others + 0.5, last.own + 0.5))
+    feed, calls = iter(loads), []
+    gov = T.Governor(cpus, frozenset(range(cpus)), every=0.0, read=lambda _: next(feed),
+                     set_threads=calls.append)  # fmt: skip
+    return gov, calls
+
+
+def test_the_governor_drops_threads_at_once_and_adds_them_after_two_looks():
+    gov, calls = _driven([0.0, 0.9, 1.0, 0.0, 0.1, 0.0])
+    seen = [gov.tick() for _ in range(6)]
+    assert seen == [2, 1, 1, 1, 2, 2]
+    assert calls == [1, 2] and gov.changes == 2
+    assert gov.others == pytest.approx(0.0)
+
+
+def test_one_idle_look_between_busy_ones_does_not_add_threads():
+    gov, calls = _driven([1.0, 0.0, 1.0, 0.0, 1.0])
+    assert [gov.tick() for _ in range(5)] == [1, 1, 1, 1, 1] and calls == [1]
+
+
+def test_the_governor_waits_for_its_interval_and_survives_unreadable_loads():
+    feed = iter([T.Load(time.monotonic(), 0.0, 0.0), None])
+    gov = T.Governor(2, frozenset({0, 1}), every=3600.0, read=lambda _: next(feed))
+    assert gov.tick() == 2  # not yet time: no second read (it would raise StopIteration)
+    gov.every = 0.0
+    assert gov.tick() == 2 and gov.changes == 0  # the load could not be read: no change
+
+
+def test_tick_is_a_no_op_without_a_governor(monkeypatch):
+    monkeypatch.setattr(T, "_governor", None)
+    assert T.tick() is None
+
+
+def test_a_parent_configure_is_worked_out_again_in_the_child():
+    parent = {T.ADAPTIVE_VAR: "0"}
+    T.configure(parent)
+    assert parent["OMP_WAIT_POLICY"] == "PASSIVE" and T.MARK in parent
+    child = {k: v for k, v in parent.items() if k != T.ADAPTIVE_VAR}  # child may adapt
+    applied = T.configure(child)
+    if ADAPTS:  # the parent's passive waiting was its own choice, not the user's
+        assert "OMP_WAIT_POLICY" not in child and "adaptive" in applied
+    assert child["OMP_NUM_THREADS"] == str(T.available_cpus())
+    user = {"OMP_NUM_THREADS": "1", T.MARK: parent[T.MARK]}  # the user's 1 is not the parent's
+    assert "adaptive" not in T.configure(user) and user["OMP_NUM_THREADS"] == "1"
+
+
+_GOVERNED = """
+import sys, time
+from vilem import threads
+threads.configure()
+import torch
+gov = threads.governor()
+a = torch.randn(256, 256)
+end = time.monotonic() + float(sys.argv[1])
+while time.monotonic() < end:
+    a = torch.tanh(a @ a)
+    threads.tick()
+print(gov.threads, torch.get_num_threads(), round(gov.others, 2))
+"""
+
+
+@needs_adapting
+def test_beside_busy_processes_a_governed_process_runs_one_thread():
+    """Real processes: two busy loops pinned to the child's two CPUs keep >= 1 core busy,
+    whatever else runs on the machine, so the child must end on one thread."""
+    cpus = set(sorted(T._affinity())[:2])
+    pin = f"import os; os.sched_setaffinity(0, {cpus})\n"
+    hogs = [subprocess.Popen([sys.executable, "-c", pin + "while True: pass"]) for _ in range(2)]
+    try:
+        out = _python(pin + _GOVERNED.replace("sys.argv[1]", "3")).stdout
+    finally:
+        for hog in hogs:
+            hog.kill()
+            hog.wait()
+    threads, torch_threads, others = out.split()
+    assert (int(threads), int(torch_threads)) == (1, 1)
+    assert float(others) >= 0.65
 
 
 # ------------------------------------------------------------------------------ loader workers
@@ -225,8 +363,8 @@ def test_malloc_tuning_reuses_large_blocks_instead_of_faulting_them_in():
 def test_wait_policy_script_runs_each_spin_setting_alone_and_beside_a_competitor(
     tmp_path, monkeypatch, capsys
 ):
-    """benchmarks/wait_policy.py with its child runs faked: every variant gets its own
-    GOMP_SPINCOUNT (none for the libraries' defaults, which also skip vilem.threads)."""
+    """benchmarks/wait_policy.py with its child runs faked: the governed default, and a fixed
+    count with each GOMP_SPINCOUNT (none for the libraries' defaults, which skip vilem.threads)."""
     import importlib.util
     import types
     from pathlib import Path
@@ -234,7 +372,8 @@ def test_wait_policy_script_runs_each_spin_setting_alone_and_beside_a_competitor
     calls = []
 
     def run_child(args, root, setup, competitor):
-        calls.append((args[3], setup, competitor, os.environ.get("GOMP_SPINCOUNT")))
+        calls.append((args[3], setup, competitor, os.environ.get("GOMP_SPINCOUNT"),
+                      os.environ.get(T.ADAPTIVE_VAR)))  # fmt: skip
         return {"seconds": 2.0 if competitor else 1.0, "cpu_seconds": 1.5}
 
     monkeypatch.setitem(sys.modules, "conftest", types.SimpleNamespace(make_synthetic=Path))
@@ -242,15 +381,16 @@ def test_wait_policy_script_runs_each_spin_setting_alone_and_beside_a_competitor
         sys.modules, "test_contention_perf", types.SimpleNamespace(run_child=run_child)
     )
     monkeypatch.delenv("GOMP_SPINCOUNT", raising=False)
+    monkeypatch.delenv(T.ADAPTIVE_VAR, raising=False)
     path = Path(__file__).resolve().parents[1] / "benchmarks" / "wait_policy.py"
     spec = importlib.util.spec_from_file_location("wait_policy", path)
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
     assert script.main(["--recipe", "small-itc", "--rounds", "1"]) == 0
-    spins = [None, "0", "3000", "10000", "30000", "100000"]
-    expected = [("small-itc", "none" if s is None else "vilem", c, s)
-                for c in (False, True) for s in spins]  # fmt: skip
+    spins = [None, None, "0", "3000", "10000", "30000", "100000"]
+    expected = [("small-itc", "none" if i == 0 else "vilem", c, s, "0" if i > 1 else None)
+                for c in (False, True) for i, s in enumerate(spins)]  # fmt: skip
     assert calls == expected
-    assert "GOMP_SPINCOUNT" not in os.environ
+    assert "GOMP_SPINCOUNT" not in os.environ and T.ADAPTIVE_VAR not in os.environ
     out = capsys.readouterr().out
     assert "small-itc    beside a busy loop passive   wall 2.000 s  CPU 1.500 s" in out

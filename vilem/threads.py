@@ -1,26 +1,37 @@
 """Thread settings for CPU-bound work on a machine other processes may share.
 
 Left to their defaults, torch's OpenMP threads (libgomp) spin after every parallel region
-(about 300,000 polls) waiting for the next one. On an idle machine that costs only CPU time;
-beside another CPU-bound process it is ruinous: a spinning thread holds a core the competitor
-and our own other thread both want, so every barrier of the ~12,000 parallel regions of a
-training step waits for a scheduler time slice. Measured on 2 cores (docs/scaling.md): the small
-ViLEM step went from ~0.4 s to 2-13 s, its CPU time up 5-10x (issue #16: 73 min wall, 69.6 min
-CPU against 12.6 min idle for the main job). Passive waiting removes it. A bounded spin
-(``GOMP_SPINCOUNT`` 3,000-100,000) took 1.5-4.1x the passive step time beside a busy loop
-and saved 2-18% alone (``benchmarks/wait_policy.py``, docs/scaling.md).
+(about 300,000 polls) waiting for the next one. On an idle machine that costs only CPU time and
+is the fastest way to wait; beside another CPU-bound process it is ruinous: a spinning thread
+holds a core the competitor and our own other thread both want, so every barrier of the ~12,000
+parallel regions of a training step waits for a scheduler time slice. Measured on 2 cores
+(docs/scaling.md): the small ViLEM step went from ~0.4 s to 2-13 s, its CPU time up 5-10x
+(issue #16: 73 min wall, 69.6 min CPU against 12.6 min idle for the main job). Passive waiting
+(``OMP_WAIT_POLICY=PASSIVE``) removes that, but costs 3-33% on an idle machine, where waking a
+sleeping thread at each region is slower than spinning; a bounded spin (``GOMP_SPINCOUNT``) was
+worse than both beside a busy loop (``benchmarks/wait_policy.py``).
+
+So the thread count follows the machine instead (``Governor``): torch keeps its default waiting
+and as many threads as the CPUs other processes leave free, looked at about once a second
+between training steps and evaluation batches (``tick``): what the CPUs this process may run on
+were busy with (``/proc/stat``) minus this process's own CPU time. Beside one busy loop on 2
+cores it drops to one thread, which never waits for another; when the competitor goes, it is
+back to two within two looks. libgomp reads its wait policy once, at load, but torch's thread
+count can change between steps.
 
 ``configure()`` runs once at process start (the ``vilem`` command does it first), before torch,
 NumPy or numba are imported, because the OpenMP and BLAS runtimes read their settings when they
 load. It only fills in environment variables the user has not set:
 
-- ``OMP_WAIT_POLICY=PASSIVE`` (libgomp, Intel OpenMP) and ``KMP_BLOCKTIME=0`` (Intel OpenMP):
-  idle threads sleep instead of spinning;
 - ``OMP_NUM_THREADS`` = the CPUs this process may use: its affinity mask
   (``os.sched_getaffinity``; ``taskset``, ``numactl``, Slurm and Docker ``--cpuset-cpus`` set it),
   capped by a cgroup CPU quota (Docker ``--cpus``, Kubernetes limits), not the machine's core
   count; MKL and OpenBLAS fall back to it when their own variables are unset;
-- ``NUMBA_NUM_THREADS``: the same count (numba defaults to every core of the machine).
+- ``NUMBA_NUM_THREADS``: the same count (numba defaults to every core of the machine);
+- where the count cannot adapt, ``OMP_WAIT_POLICY=PASSIVE`` (libgomp, Intel OpenMP) and
+  ``KMP_BLOCKTIME=0`` (Intel OpenMP): idle threads sleep instead of spinning. The count is fixed
+  when the user sets ``OMP_NUM_THREADS`` (their choice stands), when ``VILEM_ADAPTIVE_THREADS=0``,
+  on one CPU, and where ``/proc/stat`` cannot be read (not Linux).
 
 It also keeps glibc's allocator from handing every large tensor back to the kernel
 (``tune_malloc``): by default a freed block of a few MiB or more is unmapped, so the next step's
@@ -37,10 +48,17 @@ import ctypes
 import math
 import os
 import sys
-from collections.abc import MutableMapping
+import time
+from collections.abc import Callable, MutableMapping
+from dataclasses import dataclass
 from pathlib import Path
 
 PASSIVE = {"OMP_WAIT_POLICY": "PASSIVE", "KMP_BLOCKTIME": "0"}
+ADAPTIVE_VAR = "VILEM_ADAPTIVE_THREADS"  # "0": a fixed thread count, passive waiting
+MARK = "VILEM_THREADS_SET"  # what configure set: a child process tells it from the user's
+LOOK_EVERY = 1.0  # seconds between looks at the machine's load
+# a core other processes keep busy less than this fraction of the time still counts as free
+SLACK = 0.35
 COUNT_VARS = ("OMP_NUM_THREADS", "NUMBA_NUM_THREADS")
 # set in the environment before any of these loads, or the runtime has read its defaults
 RUNTIMES = ("torch", "numpy", "numba")
@@ -82,11 +100,13 @@ def available_cpus(cgroup_root: Path = Path("/sys/fs/cgroup")) -> int:
     return max(1, cpus)
 
 
-def thread_settings(environ: MutableMapping[str, str], cpus: int) -> dict[str, str]:
-    """The variables ``configure`` would set: the passive wait policy and thread counts, each
-    only where the user has not set it. An explicit ``OMP_NUM_THREADS`` also stands for the
-    other counts (numba gets the same value)."""
-    out = {k: v for k, v in PASSIVE.items() if k not in environ}
+def thread_settings(
+    environ: MutableMapping[str, str], cpus: int, adaptive: bool = False
+) -> dict[str, str]:
+    """The variables ``configure`` would set: thread counts and, unless the count adapts, the
+    passive wait policy, each only where the user has not set it. An explicit
+    ``OMP_NUM_THREADS`` also stands for the other counts (numba gets the same value)."""
+    out = {} if adaptive else {k: v for k, v in PASSIVE.items() if k not in environ}
     count = environ.get("OMP_NUM_THREADS") or str(cpus)
     out.update({k: count for k in COUNT_VARS if k not in environ})
     return out
@@ -122,18 +142,159 @@ def tune_malloc(environ: MutableMapping[str, str]) -> bool:
     return bool(done)
 
 
-def configure(environ: MutableMapping[str, str] | None = None) -> dict[str, str]:
-    """Fill in the thread settings, tune the allocator (see the module docstring) and return
-    what was set.
+# ------------------------------------------------------------------------------ the governor
 
-    Variables already in the environment win. When torch is already imported its wait policy
-    can no longer change, so only its intra-op thread count is lowered to the CPUs available
-    (the key ``"late"`` lists the runtimes that had loaded)."""
+
+@dataclass(frozen=True)
+class Load:
+    """One look at the machine: monotonic seconds, CPU seconds the CPUs this process may run
+    on were busy (every process), and this process's own CPU seconds (all its threads)."""
+
+    at: float
+    busy: float
+    own: float
+
+
+def read_load(cpus: frozenset[int], stat: Path = Path("/proc/stat")) -> Load | None:
+    """The load on ``cpus`` now, from the kernel's per-CPU counters (user, nice, system, idle,
+    iowait, irq, softirq, steal: busy is all but idle and iowait); None where unreadable."""
+    try:
+        lines = stat.read_text().splitlines()
+        tick = os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, AttributeError):
+        return None
+    busy, seen = 0, 0
+    for line in lines:
+        name, _, rest = line.partition(" ")
+        if not name.startswith("cpu") or not name[3:].isdigit() or int(name[3:]) not in cpus:
+            continue
+        try:
+            fields = [int(f) for f in rest.split()[:8]]
+        except ValueError:
+            return None
+        if len(fields) < 5:
+            return None
+        busy += sum(fields) - fields[3] - fields[4]
+        seen += 1
+    if not seen:
+        return None
+    return Load(time.monotonic(), busy / tick, time.process_time())
+
+
+def choose_threads(others: float, cpus: int, most: int) -> int:
+    """Threads for the CPUs ``others`` (cores' worth of other processes' work) leave free of
+    ``cpus``: at least 1, at most ``most``; a core busy less than ``SLACK`` counts as free."""
+    return max(1, min(most, int(cpus - others + SLACK)))
+
+
+class Governor:
+    """torch's intra-op thread count, kept at the CPUs other processes leave free.
+
+    ``tick()`` is cheap (a clock read) and meant for every training step and evaluation batch,
+    on the thread that runs them (OpenMP's thread count is per calling thread); once ``every``
+    seconds have passed it looks at the load since its last look. It drops threads at once (a
+    spinning thread beside a competitor costs 2-4x) and adds them back only when two looks in a
+    row agree (one thread too few costs at most half the speed for a second)."""
+
+    def __init__(
+        self,
+        most: int,
+        cpus: frozenset[int],
+        every: float = LOOK_EVERY,
+        read: Callable[[frozenset[int]], Load | None] = read_load,
+        set_threads: Callable[[int], None] | None = None,
+    ):
+        self.most, self.cpus, self.every, self.read = most, cpus, every, read
+        self.set_threads = set_threads or _set_torch_threads
+        self.threads, self.others, self.changes = most, 0.0, 0
+        self._last, self._up = read(cpus), 0
+
+    def tick(self) -> int:
+        """Look at the load if it is time; the thread count in use."""
+        last = self._last
+        if last is None or time.monotonic() - last.at < self.every:
+            return self.threads
+        now = self.read(self.cpus)
+        if now is None or now.at <= last.at:
+            return self.threads
+        self._last = now
+        self.others = max(0.0, (now.busy - last.busy) - (now.own - last.own)) / (now.at - last.at)
+        want = choose_threads(self.others, len(self.cpus), self.most)
+        self._up = self._up + 1 if want > self.threads else 0
+        if want < self.threads or self._up >= 2:
+            self.threads, self._up = want, 0
+            self.changes += 1
+            self.set_threads(want)
+        return self.threads
+
+
+def _set_torch_threads(n: int) -> None:
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(n)
+
+
+_governor: Governor | None = None
+
+
+def tick() -> int | None:
+    """Between training steps and evaluation batches: let the governor adjust torch's thread
+    count (see ``Governor``). A no-op returning None unless ``configure()`` started one."""
+    return None if _governor is None else _governor.tick()
+
+
+def governor() -> Governor | None:
+    """The running governor, if ``configure()`` started one."""
+    return _governor
+
+
+def _affinity() -> frozenset[int]:
+    try:
+        return frozenset(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return frozenset(range(os.cpu_count() or 1))
+
+
+def can_adapt(environ: MutableMapping[str, str], cpus: int) -> bool:
+    """Whether the thread count may follow the load: more than one CPU, no ``OMP_NUM_THREADS``
+    of the user's, not turned off (``VILEM_ADAPTIVE_THREADS=0``) and ``/proc/stat`` readable."""
+    if cpus < 2 or "OMP_NUM_THREADS" in environ or environ.get(ADAPTIVE_VAR, "1") == "0":
+        return False
+    return read_load(_affinity()) is not None
+
+
+def _ours(environ: MutableMapping[str, str]) -> dict[str, str]:
+    """The variables an earlier ``configure`` (this process's parent) set, with their values."""
+    pairs = (item.partition("=") for item in environ.get(MARK, "").split(";") if item)
+    return {k: v for k, _, v in pairs}
+
+
+def configure(environ: MutableMapping[str, str] | None = None) -> dict[str, str]:
+    """Fill in the thread settings, tune the allocator (see the module docstring), start the
+    governor where the count may adapt, and return what was set.
+
+    Variables already in the environment win, except those an earlier ``configure`` set (a
+    parent ``vilem`` process: ``VILEM_THREADS_SET`` lists them), which are worked out again.
+    When torch is already imported its wait policy can no longer change, so only its intra-op
+    thread count is lowered to the CPUs available (the key ``"late"`` lists the runtimes that
+    had loaded). Only a call on ``os.environ`` starts the governor (key ``"adaptive"``);
+    another mapping is just filled in."""
+    global _governor
+    real = environ is None or environ is os.environ
     environ = os.environ if environ is None else environ
+    inherited = {k: v for k, v in _ours(environ).items() if environ.get(k) == v}
+    for key in (*inherited, MARK):
+        environ.pop(key, None)
     user_count = "OMP_NUM_THREADS" in environ
     cpus = available_cpus()
-    applied = thread_settings(environ, cpus)
+    adaptive = can_adapt(environ, cpus)
+    applied = thread_settings(environ, cpus, adaptive)
     environ.update(applied)
+    environ[MARK] = ";".join(f"{k}={v}" for k, v in applied.items())
+    if adaptive:
+        applied["adaptive"] = f"threads follow the load, a look every {LOOK_EVERY:g} s"
+        if real:
+            _governor = Governor(cpus, _affinity())
     if tune_malloc(environ):
         applied["malloc"] = f"mmap_threshold={MMAP_THRESHOLD},trim_threshold={TRIM_THRESHOLD}"
     late = [name for name in RUNTIMES if name in sys.modules]
@@ -153,6 +314,8 @@ def worker_init(worker_id: int) -> None:
     del worker_id
     import torch
 
+    global _governor
+    _governor = None  # a forked worker inherits the parent's; its one thread stays one
     os.environ["OMP_NUM_THREADS"] = "1"
     torch.set_num_threads(1)  # torch's worker loop does this too; NumPy's BLAS does not
     try:

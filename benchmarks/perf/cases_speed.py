@@ -173,8 +173,9 @@ SHARED_MACHINE = Case(
         "1,000 bootstrap resamples on the synthetic test split, 1 timed after 1 warm-up); CPU "
         "time is the child's user + system time over the same calls, all threads.",
         "'with vilem.threads': `vilem.threads.configure()` at start, as the `vilem` command "
-        "does (passive OpenMP waiting, thread counts from the CPU affinity, the allocator "
-        "keeping large blocks). 'library defaults': none of it (one round each).",
+        "does (thread counts from the CPU affinity that follow the load: `vilem.threads.tick()` "
+        "after each step and evaluation batch; the allocator keeping large blocks). 'library "
+        "defaults': none of it (one round each).",
     ],
 )
 

@@ -14,9 +14,10 @@ one evaluation cell as ``vilem bench`` runs it: retrieval with 1,000 bootstrap r
 random-init small ViLEM model on the synthetic test split (encoding, metrics, intervals).
 
 ``--setup vilem`` (the default) applies ``vilem.threads.configure()`` first, as the ``vilem``
-command does at start; ``--setup none`` leaves the libraries' defaults (the state before the
-fix). The environment the parent passes (OMP_WAIT_POLICY, OMP_NUM_THREADS, ...) is read by
-the libraries when they load, so each variant is its own process.
+command does at start (a training step then ends with ``vilem.threads.tick()``, as in the
+training loop; evaluation ticks inside); ``--setup none`` leaves the libraries' defaults (the
+state before the fix). The environment the parent passes (OMP_WAIT_POLICY, OMP_NUM_THREADS,
+...) is read by the libraries when they load, so each variant is its own process.
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ def _train_work(root: Path, steps: int, recipe: str):
     import torch
     from conftest import attach_random_mlm, build_vilem, train_settings
 
+    from vilem import threads
     from vilem.data import load_split
     from vilem.train.config import load_config
     from vilem.train.optim import adamw, param_groups
@@ -86,6 +88,7 @@ def _train_work(root: Path, steps: int, recipe: str):
         torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
+        threads.tick()  # as the training loop does after each step
         return {}
 
     return step, 2, steps  # (fn, warm-up calls, timed calls)
@@ -124,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     applied: dict = {}
+    os.environ["VILEM_PERF_SETUP"] = args.setup  # read by conftest, which the workloads import
     if args.setup == "vilem":
         from vilem.threads import configure
 
@@ -142,6 +146,9 @@ def main(argv: list[str] | None = None) -> int:
     wall, cpu = time.perf_counter() - wall0, _cpu_seconds() - cpu0
     import torch
 
+    from vilem import threads
+
+    gov = threads.governor()
     report = {
         "work": args.work,
         "recipe": args.recipe if args.work == "train" else None,
@@ -151,6 +158,9 @@ def main(argv: list[str] | None = None) -> int:
         "cpu_seconds": cpu / timed,
         "call_seconds": times,
         "torch_threads": torch.get_num_threads(),
+        "governor": None
+        if gov is None
+        else {"threads": gov.threads, "changes": gov.changes, "others": round(gov.others, 3)},
         "applied": applied,
         "parts": parts,
         "env": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY")},

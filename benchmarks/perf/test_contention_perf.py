@@ -30,11 +30,11 @@ FIXED = ("alone", "competitor")
 def _env(setup: str) -> dict[str, str]:
     """The child's environment: as this process has it (configured), or without anything
     ``vilem.threads`` sets (``--threads N`` of the runner still pins the count)."""
-    from vilem.threads import COUNT_VARS, PASSIVE
+    from vilem.threads import COUNT_VARS, MARK, PASSIVE
 
     env = dict(os.environ)
     if setup == "none":
-        for key in (*PASSIVE, *COUNT_VARS, "GOMP_SPINCOUNT"):
+        for key in (*PASSIVE, *COUNT_VARS, MARK, "GOMP_SPINCOUNT"):
             env.pop(key, None)
         if os.environ.get("VILEM_PERF_THREADS"):
             env["OMP_NUM_THREADS"] = os.environ["VILEM_PERF_THREADS"]

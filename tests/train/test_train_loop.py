@@ -195,3 +195,14 @@ def test_video_training_validates_on_clips_and_starts_from_an_image_model(
     bigger = dict(video["model"], embed_dim=64)
     with pytest.raises(ConfigError, match="does not match the model's retrieval towers"):
         _init_from(ViLEM(config_from_dict(bigger)), tmp_path / "image" / "model", True)
+
+
+def test_the_loop_lets_the_thread_governor_look_after_every_step(tmp_path, synth_root, monkeypatch):
+    from vilem import threads
+
+    ticks = []
+    monkeypatch.setattr(threads, "tick", lambda: ticks.append(1))
+    raw = tiny_train_dict(synth_root, None, optim={"steps": 3})
+    raw["model"].update(use_ed=False, use_ec=False)
+    train(config_from_mapping(raw), tmp_path, quiet=True)
+    assert len(ticks) == 3

@@ -18,6 +18,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
+from vilem import threads
 from vilem.data.base import Split
 from vilem.data.media import MediaDataset
 from vilem.data.video import decoding_record
@@ -225,6 +226,7 @@ def encode_items(
         with torch.inference_mode(), autocast(model, opts.precision):
             for pixels in tqdm(loader, desc=f"encoding {split.modality}s", disable=opts.quiet):
                 out.append(encode(pixels).float().cpu().numpy())
+                threads.tick()
         local = np.concatenate(out) if out else np.zeros((0, 1), np.float32)
         return gather_rows(local, n, unit=opts.batch_size)
 
@@ -243,6 +245,7 @@ def encode_texts(
             ):
                 chunk = model.encode_texts(texts[start : start + opts.batch_size])
                 out.append(chunk.float().numpy())
+                threads.tick()
         local = np.concatenate(out).astype(np.float32) if out else np.zeros((0, 1), np.float32)
         return gather_rows(local, len(texts), unit=opts.batch_size)
 

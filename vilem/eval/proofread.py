@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from vilem import metrics as M
+from vilem import threads
 from vilem.data.base import Probe, Split
 from vilem.errors import DataError
 from vilem.eval.engine import TaskRun, media_dataset
@@ -151,6 +152,7 @@ def _proofread_batches(
         )
         probs.append(prob)
         top1s.append(top1)
+        threads.tick()
     return probs, top1s
 
 

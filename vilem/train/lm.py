@@ -19,6 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from vilem import threads
 from vilem.errors import ConfigError, DataError
 from vilem.io import atomic_write_json
 from vilem.train.optim import adamw
@@ -246,6 +247,7 @@ def _fit(
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         losses.append(loss.item())
+        threads.tick()
         if step + 1 in eval_at:
             val_curve.append([step + 1, round(heldout_loss(model, val_rows, tokenizer, seed), 4)])
     return losses, val_curve

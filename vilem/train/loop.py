@@ -25,6 +25,7 @@ from safetensors.torch import load_file
 from tqdm import tqdm
 
 from vilem import dist as D
+from vilem import threads
 from vilem.data import load_split
 from vilem.errors import ConfigError
 from vilem.io import atomic_write_json, atomic_write_text
@@ -499,6 +500,7 @@ def _loop(run: _Run, log: _Log, quiet: bool) -> None:
     try:
         while run.step < run.stop_at:
             lr, log_now = _train_step(run, log)
+            threads.tick()  # torch's thread count follows the machine's load
             bar.update(1)
             record: dict[str, Any] = {}
             if log_now:

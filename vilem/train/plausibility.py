@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
+from vilem import threads
 from vilem.data.scene_words import (
     COLOURS,
     COUNT_WORDS,
@@ -386,6 +387,7 @@ def text_only_detector_ap(
         loss.backward()
         for opt in optimizers:
             opt.step()
+        threads.tick()
 
     detector.eval()
     test_gen = torch.Generator().manual_seed(seed + 1)  # the same test edits whatever ``steps``
