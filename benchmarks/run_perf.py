@@ -372,6 +372,7 @@ def _pytest(args: argparse.Namespace, tests: list[str], out_dir: Path) -> dict[s
     wall, load_after = time.perf_counter() - start, _load()
     from vilem.threads import available_cpus, can_adapt, thread_settings
 
+    cpus = available_cpus()
     return {
         "benchmarks": (
             json.loads(bench_json.read_text())["benchmarks"] if bench_json.is_file() else []
@@ -380,9 +381,7 @@ def _pytest(args: argparse.Namespace, tests: list[str], out_dir: Path) -> dict[s
         "run": {
             "threads": args.threads,
             # what the suite's conftest applies (vilem.threads.configure), as the vilem command
-            "thread_settings": thread_settings(
-                env, available_cpus(), can_adapt(env, available_cpus())
-            ),
+            "thread_settings": thread_settings(env, cpus, can_adapt(env, cpus)),
             "pytest_exit": exit_code,
             "wall_seconds": wall,
             "load_before": load_before,

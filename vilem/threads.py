@@ -87,13 +87,18 @@ def _cgroup_quota(root: Path) -> float | None:
     return quota / period if quota > 0 and period > 0 else None
 
 
+def _affinity() -> frozenset[int]:
+    """The CPUs this process may run on (every CPU where there is no affinity: not Linux)."""
+    try:
+        return frozenset(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return frozenset(range(os.cpu_count() or 1))
+
+
 def available_cpus(cgroup_root: Path = Path("/sys/fs/cgroup")) -> int:
     """The CPUs this process may run on: its affinity mask, capped by a cgroup quota (rounded
     up: 1.5 CPUs -> 2 threads); at least 1."""
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):  # not Linux
-        cpus = os.cpu_count() or 1
+    cpus = len(_affinity())
     quota = _cgroup_quota(cgroup_root)
     if quota is not None:
         cpus = min(cpus, math.ceil(quota))
@@ -246,13 +251,6 @@ def tick() -> int | None:
 def governor() -> Governor | None:
     """The running governor, if ``configure()`` started one."""
     return _governor
-
-
-def _affinity() -> frozenset[int]:
-    try:
-        return frozenset(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return frozenset(range(os.cpu_count() or 1))
 
 
 def can_adapt(environ: MutableMapping[str, str], cpus: int) -> bool:
