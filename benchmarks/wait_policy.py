@@ -1,8 +1,9 @@
 """How long libgomp's threads should spin before sleeping: the small recipe's training step in a
 fresh process per run (``perf/contention_child.py``), alone and beside one CPU-bound busy loop,
-under the libraries' defaults (~300,000 polls), what ``vilem.threads`` does (the default spin,
-threads following the load), and a fixed count (``VILEM_ADAPTIVE_THREADS=0``) with passive
-waiting or bounded spins (``GOMP_SPINCOUNT``; ~100,000 polls are about 1 ms). Rounds take turns;
+under the libraries' defaults (~300,000 polls), what ``vilem.threads`` does (a fixed count,
+passive waiting), its opt-in count that follows the load (``VILEM_ADAPTIVE_THREADS=1``, the
+default spin), and a fixed count with bounded spins (``GOMP_SPINCOUNT``; ~100,000 polls are
+about 1 ms). Rounds take turns;
 prints one JSON line per run and then the medians (docs/scaling.md quotes them):
 
     python benchmarks/wait_policy.py                      # ITC-only and ViLEM, 2 rounds
@@ -24,13 +25,12 @@ sys.path.insert(0, str(Path(__file__).parent / "perf"))
 from conftest import make_synthetic  # noqa: E402
 from test_contention_perf import run_child  # noqa: E402
 
-FIXED = "VILEM_ADAPTIVE_THREADS"
+ADAPT = "VILEM_ADAPTIVE_THREADS"
 # name -> the child's extra environment (None: the libraries' defaults, no vilem.threads at all)
-VARIANTS = {"defaults": None, "governed": {},
-            "passive": {FIXED: "0", "GOMP_SPINCOUNT": "0"},
-            **{f"spin {n // 1000}k": {FIXED: "0", "GOMP_SPINCOUNT": str(n)}
+VARIANTS = {"defaults": None, "passive": {}, "governed": {ADAPT: "1"},
+            **{f"spin {n // 1000}k": {"GOMP_SPINCOUNT": str(n)}
                for n in (3000, 10000, 30000, 100000)}}  # fmt: skip
-SETS = (FIXED, "GOMP_SPINCOUNT")
+SETS = (ADAPT, "GOMP_SPINCOUNT")
 STEPS = {"small-itc": "8", "small-vilem": "6"}
 
 

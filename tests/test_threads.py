@@ -1,6 +1,7 @@
-"""vilem.threads: thread counts from the CPUs a process may use that follow the load (the
-governor) or, where they cannot, passive OpenMP waiting; one thread per loader worker; the
-allocator keeping large blocks; explicit user settings win. Nothing here times anything: the
+"""vilem.threads: a fixed thread count from the CPUs a process may use with passive OpenMP
+waiting, or, opted in, a count that follows the load (the governor); the settings recorded with
+the numbers; one thread per loader worker; the allocator keeping large blocks; explicit user
+settings win. Nothing here times anything: the
 OpenMP runtime reports its own settings (OMP_DISPLAY_ENV), the kernel counts page faults and
 CPU time, and the governor is driven by hand-made loads."""
 
@@ -63,7 +64,7 @@ def test_explicit_settings_win():
 
 
 def test_configure_changes_only_what_is_unset():
-    env = {"OMP_WAIT_POLICY": "ACTIVE", "NUMBA_NUM_THREADS": "1", T.ADAPTIVE_VAR: "0"}
+    env = {"OMP_WAIT_POLICY": "ACTIVE", "NUMBA_NUM_THREADS": "1"}
     applied = T.configure(env)
     assert env["OMP_WAIT_POLICY"] == "ACTIVE" and env["NUMBA_NUM_THREADS"] == "1"
     assert env["OMP_NUM_THREADS"] == str(T.available_cpus())
@@ -118,12 +119,25 @@ def _openmp_report(configure_first: bool, **env: str) -> tuple[str, int]:
 
 def test_a_fixed_count_makes_openmp_wait_passively_and_an_adapting_one_does_not():
     default_spin, _ = _openmp_report(configure_first=False)
-    spin, threads = _openmp_report(configure_first=True, **{T.ADAPTIVE_VAR: "0"})
+    spin, threads = _openmp_report(configure_first=True)  # the default: a fixed count
     assert default_spin != "0"  # libgomp's default spins: the check below can tell them apart
     assert spin == "0"
     assert threads == T.available_cpus()
-    if ADAPTS:  # one thread per competitor fewer instead: idle, the default spin is faster
-        assert _openmp_report(configure_first=True) == (default_spin, T.available_cpus())
+    if ADAPTS:  # opted in: one thread per competitor fewer instead; idle, spinning is faster
+        opted = _openmp_report(configure_first=True, **{T.ADAPTIVE_VAR: "1"})
+        assert opted == (default_spin, T.available_cpus())
+
+
+@pytest.mark.parametrize("value", [None, "0", "yes", "auto"])
+def test_the_count_is_fixed_unless_following_the_load_is_asked_for(monkeypatch, value):
+    monkeypatch.setattr(T, "read_load", lambda cpus, stat=None: T.Load(0.0, 0.0, 0.0))
+    env = {} if value is None else {T.ADAPTIVE_VAR: value}
+    assert not T.can_adapt(env, cpus=2)
+    assert T.can_adapt({T.ADAPTIVE_VAR: "1"}, cpus=2)
+    assert not T.can_adapt({T.ADAPTIVE_VAR: "1"}, cpus=1)
+    assert not T.can_adapt({T.ADAPTIVE_VAR: "1", "OMP_NUM_THREADS": "2"}, cpus=2)
+    monkeypatch.setattr(T, "read_load", lambda cpus, stat=None: None)  # no /proc/stat
+    assert not T.can_adapt({T.ADAPTIVE_VAR: "1"}, cpus=2)
 
 
 def test_user_wait_policy_and_count_survive_configure():
@@ -203,7 +217,7 @@ def test_the_governor_drops_threads_at_once_and_adds_them_after_two_looks():
     gov, calls = _driven([0.0, 0.9, 1.0, 0.0, 0.1, 0.0])
     seen = [gov.tick() for _ in range(6)]
     assert seen == [2, 1, 1, 1, 2, 2]
-    assert calls == [1, 2] and gov.changes == 2
+    assert calls == [1, 2] and gov.changes == 2 and gov.fewest == 1
     assert gov.others == pytest.approx(0.0)
 
 
@@ -225,16 +239,27 @@ def test_tick_is_a_no_op_without_a_governor(monkeypatch):
     assert T.tick() is None
 
 
+def test_describe_records_the_count_and_whether_it_moved(monkeypatch):
+    monkeypatch.setattr(T, "_governor", None)
+    assert T.describe() == {"threads": torch.get_num_threads(), "follows_load": False}
+    gov, _ = _driven([1.0, 0.0, 0.0])
+    for _ in range(3):
+        gov.tick()
+    monkeypatch.setattr(T, "_governor", gov)
+    described = T.describe()
+    assert described["follows_load"] and (described["changes"], described["fewest"]) == (2, 1)
+
+
 def test_a_parent_configure_is_worked_out_again_in_the_child():
-    parent = {T.ADAPTIVE_VAR: "0"}
+    parent: dict[str, str] = {}
     T.configure(parent)
     assert parent["OMP_WAIT_POLICY"] == "PASSIVE" and T.MARK in parent
-    child = {k: v for k, v in parent.items() if k != T.ADAPTIVE_VAR}  # child may adapt
+    child = {**parent, T.ADAPTIVE_VAR: "1"}  # the child opts in to a count following the load
     applied = T.configure(child)
     if ADAPTS:  # the parent's passive waiting was its own choice, not the user's
         assert "OMP_WAIT_POLICY" not in child and "adaptive" in applied
     assert child["OMP_NUM_THREADS"] == str(T.available_cpus())
-    user = {"OMP_NUM_THREADS": "1", T.MARK: parent[T.MARK]}  # the user's 1 is not the parent's
+    user = {"OMP_NUM_THREADS": "1", T.MARK: parent[T.MARK], T.ADAPTIVE_VAR: "1"}  # the user's 1
     assert "adaptive" not in T.configure(user) and user["OMP_NUM_THREADS"] == "1"
 
 
@@ -261,7 +286,8 @@ def test_beside_busy_processes_a_governed_process_runs_one_thread():
     pin = f"import os; os.sched_setaffinity(0, {cpus})\n"
     hogs = [subprocess.Popen([sys.executable, "-c", pin + "while True: pass"]) for _ in range(2)]
     try:
-        out = _python(pin + _GOVERNED.replace("sys.argv[1]", "3")).stdout
+        code = pin + _GOVERNED.replace("sys.argv[1]", "3")
+        out = _python(code, **{T.ADAPTIVE_VAR: "1"}).stdout
     finally:
         for hog in hogs:
             hog.kill()
@@ -363,8 +389,9 @@ def test_malloc_tuning_reuses_large_blocks_instead_of_faulting_them_in():
 def test_wait_policy_script_runs_each_spin_setting_alone_and_beside_a_competitor(
     tmp_path, monkeypatch, capsys
 ):
-    """benchmarks/wait_policy.py with its child runs faked: the governed default, and a fixed
-    count with each GOMP_SPINCOUNT (none for the libraries' defaults, which skip vilem.threads)."""
+    """benchmarks/wait_policy.py with its child runs faked: the fixed passive default, the
+    opt-in governor, and each GOMP_SPINCOUNT (none for the libraries' defaults, which skip
+    vilem.threads)."""
     import importlib.util
     import types
     from pathlib import Path
@@ -387,8 +414,8 @@ def test_wait_policy_script_runs_each_spin_setting_alone_and_beside_a_competitor
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
     assert script.main(["--recipe", "small-itc", "--rounds", "1"]) == 0
-    spins = [None, None, "0", "3000", "10000", "30000", "100000"]
-    expected = [("small-itc", "none" if i == 0 else "vilem", c, s, "0" if i > 1 else None)
+    spins = [None, None, None, "3000", "10000", "30000", "100000"]
+    expected = [("small-itc", "none" if i == 0 else "vilem", c, s, "1" if i == 2 else None)
                 for c in (False, True) for i, s in enumerate(spins)]  # fmt: skip
     assert calls == expected
     assert "GOMP_SPINCOUNT" not in os.environ and T.ADAPTIVE_VAR not in os.environ

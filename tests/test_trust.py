@@ -119,6 +119,31 @@ def test_a_media_file_replaced_in_place_is_encoded_again(tmp_path):
     assert third.extra["cache"] == {"hits": 1, "misses": 1}  # the texts still hit
 
 
+def test_a_result_records_the_thread_count_its_numbers_were_computed_with(tmp_path):
+    """torch's numbers depend on its thread count (vilem.threads) and the CPU's instruction set:
+    a result says which, and the report's software section shows them."""
+    import torch
+
+    from vilem.data import load_split
+    from vilem.eval.engine import evaluate
+    from vilem.models import load_model
+    from vilem.results import write_result
+
+    split = load_split("synthetic", "test", root=tmp_path / "d", config=TINY)
+    opts = EvalOptions(bootstrap=0, num_workers=0, quiet=True)
+    before = torch.get_num_threads()
+    try:
+        for count in (1, 2):
+            torch.set_num_threads(count)
+            result = evaluate(load_model("random"), split, "retrieval", opts)
+            write_result(tmp_path / f"{count}.json", result)
+            machine = load_result(tmp_path / f"{count}.json").extra["machine"]
+            assert (machine["threads"], machine["follows_load"]) == (count, False)
+            assert machine["isa"] == torch.backends.cpu.get_cpu_capability() and machine["cpu"]
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_a_cell_whose_model_another_run_is_training_is_in_progress_not_failed(tmp_path):
     raw = _spec(tmp_path)
     raw["models"] = {"itc": {"train": "small-itc", "overrides": ["optim.steps=1"]}}

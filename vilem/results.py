@@ -21,6 +21,7 @@ import hashlib
 import json
 import platform
 import subprocess
+import sys
 import time
 from dataclasses import asdict, dataclass, field, fields
 from importlib import metadata
@@ -46,6 +47,30 @@ def package_versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             out[name] = "not installed"
     return out
+
+
+def _cpu_name(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
+    try:
+        for line in cpuinfo.read_text(errors="replace").splitlines():
+            if line.startswith("model name"):
+                return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def machine_record() -> dict[str, Any]:
+    """What besides the code and the inputs sets a number's last bits: the CPU, the instruction
+    set torch's kernels dispatch to (AVX2 and AVX-512 round differently) and torch's thread
+    count (``vilem.threads.describe``). Results record it, so numbers that differ across machines
+    say why."""
+    from vilem import threads
+
+    out: dict[str, Any] = {"cpu": _cpu_name()}
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        out["isa"] = torch.backends.cpu.get_cpu_capability()
+    return out | threads.describe()
 
 
 def git_state(cwd: Path | None = None) -> dict[str, Any]:

@@ -7,17 +7,25 @@ holds a core the competitor and our own other thread both want, so every barrier
 parallel regions of a training step waits for a scheduler time slice. Measured on 2 cores
 (docs/scaling.md): the small ViLEM step went from ~0.4 s to 2-13 s, its CPU time up 5-10x
 (issue #16: 73 min wall, 69.6 min CPU against 12.6 min idle for the main job). Passive waiting
-(``OMP_WAIT_POLICY=PASSIVE``) removes that, but costs 3-33% on an idle machine, where waking a
-sleeping thread at each region is slower than spinning; a bounded spin (``GOMP_SPINCOUNT``) was
-worse than both beside a busy loop (``benchmarks/wait_policy.py``).
+(``OMP_WAIT_POLICY=PASSIVE``) removes that; a bounded spin (``GOMP_SPINCOUNT``) was worse than
+both beside a busy loop (``benchmarks/wait_policy.py``).
 
-So the thread count follows the machine instead (``Governor``): torch keeps its default waiting
-and as many threads as the CPUs other processes leave free, looked at about once a second
-between training steps and evaluation batches (``tick``): what the CPUs this process may run on
-were busy with (``/proc/stat``) minus this process's own CPU time. Beside one busy loop on 2
-cores it drops to one thread, which never waits for another; when the competitor goes, it is
-back to two within two looks. libgomp reads its wait policy once, at load, but torch's thread
-count can change between steps.
+The thread count is fixed for the life of the process, because torch's numbers depend on it:
+reductions and matrix products split their work by thread, so one step of a transformer layer
+on 1 thread and on 2 differs in the last bits of hundreds of gradient entries, and a trained
+model, its retrieval scores and its ranks drift from there. With a fixed count the same command
+on the same machine gives the same numbers whatever else runs beside it; ``describe()`` records
+the count with every training log and result.
+
+Passive waiting costs time on an idle machine, where waking a sleeping thread at each parallel
+region is slower than spinning (3-33% per step, docs/scaling.md). Users who prefer speed to
+bit-for-bit repeatable numbers can opt in to a count that follows the load
+(``VILEM_ADAPTIVE_THREADS=1``, ``Governor``): libgomp keeps its default spin, and about once a
+second, between training steps and evaluation batches (``tick``), torch runs as many threads as
+the CPUs other processes leave free: what the CPUs this process may run on were busy with
+(``/proc/stat``) minus this process's own CPU time. Beside one busy loop on 2 cores it drops to
+one thread, which never waits for another; when the competitor goes, it is back to two within
+two looks. Its results then depend on the load they ran beside.
 
 ``configure()`` runs once at process start (the ``vilem`` command does it first), before torch,
 NumPy or numba are imported, because the OpenMP and BLAS runtimes read their settings when they
@@ -28,10 +36,11 @@ load. It only fills in environment variables the user has not set:
   capped by a cgroup CPU quota (Docker ``--cpus``, Kubernetes limits), not the machine's core
   count; MKL and OpenBLAS fall back to it when their own variables are unset;
 - ``NUMBA_NUM_THREADS``: the same count (numba defaults to every core of the machine);
-- where the count cannot adapt, ``OMP_WAIT_POLICY=PASSIVE`` (libgomp, Intel OpenMP) and
-  ``KMP_BLOCKTIME=0`` (Intel OpenMP): idle threads sleep instead of spinning. The count is fixed
-  when the user sets ``OMP_NUM_THREADS`` (their choice stands), when ``VILEM_ADAPTIVE_THREADS=0``,
-  on one CPU, and where ``/proc/stat`` cannot be read (not Linux).
+- unless the count follows the load, ``OMP_WAIT_POLICY=PASSIVE`` (libgomp, Intel OpenMP) and
+  ``KMP_BLOCKTIME=0`` (Intel OpenMP): idle threads sleep instead of spinning. The opt-in
+  ``VILEM_ADAPTIVE_THREADS=1`` is ignored (the count stays fixed) when the user sets
+  ``OMP_NUM_THREADS`` (their choice stands), on one CPU, and where ``/proc/stat`` cannot be read
+  (not Linux).
 
 It also keeps glibc's allocator from handing every large tensor back to the kernel
 (``tune_malloc``): by default a freed block of a few MiB or more is unmapped, so the next step's
@@ -54,7 +63,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 PASSIVE = {"OMP_WAIT_POLICY": "PASSIVE", "KMP_BLOCKTIME": "0"}
-ADAPTIVE_VAR = "VILEM_ADAPTIVE_THREADS"  # "0": a fixed thread count, passive waiting
+ADAPTIVE_VAR = "VILEM_ADAPTIVE_THREADS"  # "1": the count follows the load (opt-in)
 MARK = "VILEM_THREADS_SET"  # what configure set: a child process tells it from the user's
 LOOK_EVERY = 1.0  # seconds between looks at the machine's load
 # a core other processes keep busy less than this fraction of the time still counts as free
@@ -211,7 +220,7 @@ class Governor:
     ):
         self.most, self.cpus, self.every, self.read = most, cpus, every, read
         self.set_threads = set_threads or _set_torch_threads
-        self.threads, self.others, self.changes = most, 0.0, 0
+        self.threads, self.others, self.changes, self.fewest = most, 0.0, 0, most
         self._last, self._up = read(cpus), 0
 
     def tick(self) -> int:
@@ -229,6 +238,7 @@ class Governor:
         if want < self.threads or self._up >= 2:
             self.threads, self._up = want, 0
             self.changes += 1
+            self.fewest = min(self.fewest, want)
             self.set_threads(want)
         return self.threads
 
@@ -253,10 +263,25 @@ def governor() -> Governor | None:
     return _governor
 
 
+def describe() -> dict[str, int | bool | None]:
+    """The thread settings numbers are being computed with, for training logs and results
+    (torch's numbers depend on the count): torch's intra-op threads now (None before torch
+    loads), whether the count follows the load and, if it does, how often it changed and the
+    fewest threads it ran."""
+    torch = sys.modules.get("torch")
+    out: dict[str, int | bool | None] = {
+        "threads": torch.get_num_threads() if torch is not None else None,
+        "follows_load": _governor is not None,
+    }
+    if _governor is not None:
+        out.update(changes=_governor.changes, fewest=_governor.fewest)
+    return out
+
+
 def can_adapt(environ: MutableMapping[str, str], cpus: int) -> bool:
-    """Whether the thread count may follow the load: more than one CPU, no ``OMP_NUM_THREADS``
-    of the user's, not turned off (``VILEM_ADAPTIVE_THREADS=0``) and ``/proc/stat`` readable."""
-    if cpus < 2 or "OMP_NUM_THREADS" in environ or environ.get(ADAPTIVE_VAR, "1") == "0":
+    """Whether the thread count follows the load: asked for (``VILEM_ADAPTIVE_THREADS=1``), more
+    than one CPU, no ``OMP_NUM_THREADS`` of the user's, and ``/proc/stat`` readable."""
+    if environ.get(ADAPTIVE_VAR, "0") != "1" or cpus < 2 or "OMP_NUM_THREADS" in environ:
         return False
     return read_load(_affinity()) is not None
 

@@ -93,6 +93,7 @@ def _shared_details(r: Results) -> dict[str, Any]:
     keys = [
         *(f"test_shared_train[{v}]" for v in both),
         *(f"test_shared_eval[{v}]" for v in both),
+        *(f"test_shared_governed[{v}]" for v in both),
         *(f"test_shared_defaults[{w}_{v}]" for w in ("train", "eval") for v in both),
         *(f"test_shared_itc_alone[{v}]" for v in ("configured", "defaults")),
     ]
@@ -150,10 +151,35 @@ SHARED_MACHINE = Case(
     "shared_machine",
     "a shared machine: the main job's training step and an evaluation cell beside one "
     "competing CPU-bound process, vs alone",
-    ("test_shared_train", "test_shared_eval", "test_shared_defaults", "test_shared_itc_alone"),
+    (
+        "test_shared_train",
+        "test_shared_eval",
+        "test_shared_governed",
+        "test_shared_defaults",
+        "test_shared_itc_alone",
+    ),
     [
         *_shared_checks("train", "ViLEM training step"),
         *_shared_checks("eval", "evaluation cell"),
+        Check(
+            "info: opt-in count following the load (VILEM_ADAPTIVE_THREADS=1), ViLEM training "
+            "step beside one CPU-bound process / alone: wall time",
+            "",
+            ratio("test_shared_governed[competitor]", "test_shared_governed[alone]"),
+            fmt_x,
+        ),
+        Check(
+            "info: same, CPU time",
+            "",
+            _cpu_ratio("test_shared_governed[competitor]", "test_shared_governed[alone]"),
+            fmt_x,
+        ),
+        Check(
+            "info: ViLEM training step alone, opt-in count following the load / fixed count",
+            "",
+            ratio("test_shared_governed[alone]", "test_shared_train[alone]"),
+            fmt_x,
+        ),
         *_before_checks("train", "ViLEM training step"),
         *_before_checks("eval", "evaluation cell"),
         Check(
@@ -173,9 +199,11 @@ SHARED_MACHINE = Case(
         "1,000 bootstrap resamples on the synthetic test split, 1 timed after 1 warm-up); CPU "
         "time is the child's user + system time over the same calls, all threads.",
         "'with vilem.threads': `vilem.threads.configure()` at start, as the `vilem` command "
-        "does (thread counts from the CPU affinity that follow the load: `vilem.threads.tick()` "
-        "after each step and evaluation batch; the allocator keeping large blocks). 'library "
-        "defaults': none of it (one round each).",
+        "does (a fixed thread count from the CPU affinity, passive OpenMP waiting, the allocator "
+        "keeping large blocks). 'opt-in count following the load': the same with "
+        "`VILEM_ADAPTIVE_THREADS=1` (libgomp's default spin; `vilem.threads.tick()` after each "
+        "step sets torch's count to the CPUs other processes leave free; results then depend "
+        "on the load). 'library defaults': none of it (one round each).",
     ],
 )
 

@@ -14,10 +14,12 @@ one evaluation cell as ``vilem bench`` runs it: retrieval with 1,000 bootstrap r
 random-init small ViLEM model on the synthetic test split (encoding, metrics, intervals).
 
 ``--setup vilem`` (the default) applies ``vilem.threads.configure()`` first, as the ``vilem``
-command does at start (a training step then ends with ``vilem.threads.tick()``, as in the
-training loop; evaluation ticks inside); ``--setup none`` leaves the libraries' defaults (the
-state before the fix). The environment the parent passes (OMP_WAIT_POLICY, OMP_NUM_THREADS,
-...) is read by the libraries when they load, so each variant is its own process.
+command does at start (a fixed count, passive waiting); ``--setup governed`` does the same with
+the opt-in count that follows the load (``VILEM_ADAPTIVE_THREADS=1``: a training step then ends
+with ``vilem.threads.tick()``, as in the training loop; evaluation ticks inside); ``--setup
+none`` leaves the libraries' defaults (the state before the fix). The environment the parent
+passes (OMP_WAIT_POLICY, OMP_NUM_THREADS, ...) is read by the libraries when they load, so
+each variant is its own process.
 """
 
 from __future__ import annotations
@@ -119,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--root", type=Path)
     parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--recipe", default="small-vilem", help="training recipe (--work train)")
-    parser.add_argument("--setup", choices=("vilem", "none"), default="vilem")
+    parser.add_argument("--setup", choices=("vilem", "governed", "none"), default="vilem")
     args = parser.parse_args(argv)
     if args.compete:
         compete(args.compete)
@@ -128,9 +130,10 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     applied: dict = {}
     os.environ["VILEM_PERF_SETUP"] = args.setup  # read by conftest, which the workloads import
-    if args.setup == "vilem":
-        from vilem.threads import configure
+    if args.setup != "none":
+        from vilem.threads import ADAPTIVE_VAR, configure
 
+        os.environ[ADAPTIVE_VAR] = "1" if args.setup == "governed" else "0"
         applied = configure()
     if args.work == "train":
         fn, warm, timed = _train_work(args.root, args.steps, args.recipe)

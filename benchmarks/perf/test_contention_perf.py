@@ -1,9 +1,10 @@
 """A shared machine: the main job's training step (the small ViLEM recipe) and one evaluation
 cell, each in a fresh process (``contention_child.py``), alone and beside one competing
 CPU-bound process (a pure-Python busy loop, one core), with the thread settings the ``vilem``
-command applies (``vilem.threads.configure``). For reference, the same with the libraries'
-defaults (the state before the fix), one round each; and the ITC-only step alone with and
-without the settings, which must not slow the baseline.
+command applies (``vilem.threads.configure``: a fixed count, passive waiting). For reference,
+the same with the libraries' defaults (the state before the fix), one round each; the training
+step with the opt-in count that follows the load (``VILEM_ADAPTIVE_THREADS=1``); and the
+ITC-only step alone with and without the settings, which must not slow the baseline.
 
 The runner reports wall and CPU time beside the competitor as ratios to the same run alone; the
 variants take turns round by round, so both see the same background load."""
@@ -30,9 +31,10 @@ FIXED = ("alone", "competitor")
 def _env(setup: str) -> dict[str, str]:
     """The child's environment: as this process has it (configured), or without anything
     ``vilem.threads`` sets (``--threads N`` of the runner still pins the count)."""
-    from vilem.threads import COUNT_VARS, MARK, PASSIVE
+    from vilem.threads import ADAPTIVE_VAR, COUNT_VARS, MARK, PASSIVE
 
     env = dict(os.environ)
+    env.pop(ADAPTIVE_VAR, None)  # the child's --setup says whether the count follows the load
     if setup == "none":
         for key in (*PASSIVE, *COUNT_VARS, MARK, "GOMP_SPINCOUNT"):
             env.pop(key, None)
@@ -81,6 +83,12 @@ def test_shared_train(benchmark, synthetic_root, variant, round_):
 @interleaved(FIXED, rounds=2)
 def test_shared_eval(benchmark, synthetic_root, variant, round_):
     _bench(benchmark, WORK_ARGS["eval"], synthetic_root, "vilem", variant == "competitor")
+
+
+@pytest.mark.benchmark(group="shared_machine")
+@interleaved(FIXED, rounds=2)
+def test_shared_governed(benchmark, synthetic_root, variant, round_):
+    _bench(benchmark, WORK_ARGS["train"], synthetic_root, "governed", variant == "competitor")
 
 
 @pytest.mark.benchmark(group="shared_machine")

@@ -102,12 +102,24 @@ def test_configuration_block_names_recipes_protocol_and_versions(rec, tmp_path):
     r = load_result(path)
     r.model.request = {"train": "small-vilem", "overrides": ["optim.steps=12"], "config": "c1"}
     r.model.train_seed = None
+    # results from two machines (the others recorded none: older files): the report lists
+    # both, so numbers that differ say why
+    r.extra["machine"] = {"cpu": "Other CPU", "isa": "AVX2", "threads": 4, "follows_load": True,
+                          "changes": 3, "fewest": 1}  # fmt: skip
     write_result(path, r)
+    other = load_result(results / "itc" / "synthetic__retrieval.json")
+    other.extra["machine"] = {"cpu": "AMD EPYC", "isa": "AVX512", "threads": 2,
+                              "follows_load": False}  # fmt: skip
+    write_result(results / "itc" / "synthetic__retrieval.json", other)
     md = build_report(results, tmp_path / "r", baseline="itc").read_text()
     config = md[md.index("## Configuration") : md.index("## Retrieval")]
     assert "recipe `small-vilem`" in config and "`optim.steps=12`" in config
     assert "| bootstrap resamples |" in config and "| device " in config
     assert "Packages: python" in config and "Result files: schema v2" in config
+    machines = next(line for line in config.splitlines() if line.startswith("- Machine: "))
+    assert machines.count(";") == 1
+    assert "AMD EPYC, AVX512, 2 threads;" in machines
+    assert "Other CPU, AVX2, 4 threads (following the load, fewest 1)" in machines
 
 
 @pytest.mark.parametrize("fmt", ["svg", "pdf"])

@@ -197,12 +197,17 @@ def test_video_training_validates_on_clips_and_starts_from_an_image_model(
         _init_from(ViLEM(config_from_dict(bigger)), tmp_path / "image" / "model", True)
 
 
-def test_the_loop_lets_the_thread_governor_look_after_every_step(tmp_path, synth_root, monkeypatch):
+def test_the_loop_ticks_the_governor_and_records_the_count(tmp_path, synth_root, monkeypatch):
     from vilem import threads
 
     ticks = []
     monkeypatch.setattr(threads, "tick", lambda: ticks.append(1))
     raw = tiny_train_dict(synth_root, None, optim={"steps": 3})
     raw["model"].update(use_ed=False, use_ec=False)
-    train(config_from_mapping(raw), tmp_path, quiet=True)
+    summary = train(config_from_mapping(raw), tmp_path, quiet=True)
     assert len(ticks) == 3
+    # the numbers depend on torch's thread count: the log and the summary say which it was
+    records = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    logged = [r["threads"] for r in records if "loss" in r]
+    assert logged and set(logged) == {torch.get_num_threads()}
+    assert summary["threads"]["threads"] == torch.get_num_threads()

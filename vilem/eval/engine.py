@@ -29,7 +29,7 @@ from vilem.eval.tasks import get_task
 from vilem.io import atomic_write_bytes, atomic_write_json
 from vilem.metrics.info import RECALL_KS
 from vilem.models.base import RetrievalModel
-from vilem.results import DatasetRecord, ModelRecord, Protocol, Result, typed
+from vilem.results import DatasetRecord, ModelRecord, Protocol, Result, machine_record, typed
 from vilem.threads import worker_init
 
 PRECISIONS = ("fp32", "bf16", "fp16")
@@ -385,6 +385,7 @@ def evaluate(
     out = spec.runner()(run)
     timings["total"] = round(time.perf_counter() - t0, 4)
     out.extra["cache"] = {"hits": cache.hits, "misses": cache.misses}
+    out.extra["machine"] = machine_record()  # the scores' last bits depend on it
     intervals = out.scores.pop("intervals", {})
     return Result(
         model=record,

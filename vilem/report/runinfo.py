@@ -112,8 +112,22 @@ def protocol_grid(records: Sequence[Result]) -> tuple[list[str], list[list[str]]
     return headers, rows
 
 
+def _machine(record: Any) -> str | None:
+    """One machine record as a phrase: "AMD EPYC, AVX512, 2 threads" (+ "following the load")."""
+    if not isinstance(record, dict):
+        return None
+    threads = record.get("threads")
+    parts = [str(record.get("cpu", "CPU not recorded")), str(record.get("isa", "ISA not recorded"))]
+    if threads is not None:
+        moved = record.get("follows_load") and record.get("changes")
+        parts.append(f"{threads} threads" + (f" (following the load, fewest {record.get('fewest')})"
+                                             if moved else ""))  # fmt: skip
+    return ", ".join(parts)
+
+
 def software_lines(records: Sequence[Result]) -> list[str]:
-    """Package versions, source commits, schema versions and when the results were written."""
+    """Package versions, the machines, source commits, schema versions and when the results were
+    written."""
     packages: dict[str, list[str]] = {}
     for r in records:
         for name, version in (r.versions or {}).items():
@@ -121,6 +135,9 @@ def software_lines(records: Sequence[Result]) -> list[str]:
     lines = []
     if packages:
         lines.append("Packages: " + ", ".join(f"{n} {_joined(v)}" for n, v in packages.items()))
+    machines = sorted({_machine(r.extra.get("machine")) for r in records} - {None})
+    if machines:
+        lines.append("Machine: " + "; ".join(machines))
     commits: dict[str, list[bool]] = {}
     for r in records:
         if (git := r.git or {}).get("commit"):

@@ -447,6 +447,7 @@ def _window_record(run: _Run, log: _Log, lr: float) -> dict[str, Any]:
         **means,
         "lr": lr,
         "samples_per_s": log.samples / max(log.seconds, 1e-9),
+        "threads": torch.get_num_threads(),  # the numbers depend on it (vilem.threads)
     }
     if device.type == "cuda":
         record["peak_mem_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
@@ -500,7 +501,7 @@ def _loop(run: _Run, log: _Log, quiet: bool) -> None:
     try:
         while run.step < run.stop_at:
             lr, log_now = _train_step(run, log)
-            threads.tick()  # torch's thread count follows the machine's load
+            threads.tick()  # where opted in, torch's thread count follows the machine's load
             bar.update(1)
             record: dict[str, Any] = {}
             if log_now:
@@ -550,4 +551,5 @@ def _finish(run: _Run, log: _Log, run_start: float, start_step: int) -> dict[str
         "val": log.val,
         "checkpoint": str(out / S.CHECKPOINT),
         "model": str(out / MODEL_DIR) if finished else None,
+        "threads": threads.describe(),
     }
