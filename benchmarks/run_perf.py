@@ -367,12 +367,16 @@ def _pytest(args: argparse.Namespace, tests: list[str], out_dir: Path) -> dict[s
     if args.only:
         cmd += ["-k", " or ".join(f"({t})" for t in tests)]
     print("$ " + " ".join(cmd), flush=True)
+    from vilem.threads import available_cpus, can_adapt, thread_settings, waits_passively
+
+    # what the suite's conftest applies (vilem.threads.configure, as the vilem command does),
+    # decided from the load just before it starts
+    cpus = available_cpus()
+    passive, wait = waits_passively(env, cpus, can_adapt(env, cpus))
+    settings = {**thread_settings(env, cpus, passive), "wait": wait}
     load_before, start = _load(), time.perf_counter()
     exit_code = subprocess.run(cmd, cwd=ROOT, env=env, check=False).returncode
     wall, load_after = time.perf_counter() - start, _load()
-    from vilem.threads import available_cpus, can_adapt, thread_settings
-
-    cpus = available_cpus()
     return {
         "benchmarks": (
             json.loads(bench_json.read_text())["benchmarks"] if bench_json.is_file() else []
@@ -380,8 +384,7 @@ def _pytest(args: argparse.Namespace, tests: list[str], out_dir: Path) -> dict[s
         "outcomes": json.loads(outcomes_json.read_text()) if outcomes_json.is_file() else {},
         "run": {
             "threads": args.threads,
-            # what the suite's conftest applies (vilem.threads.configure), as the vilem command
-            "thread_settings": thread_settings(env, cpus, can_adapt(env, cpus)),
+            "thread_settings": settings,
             "pytest_exit": exit_code,
             "wall_seconds": wall,
             "load_before": load_before,

@@ -1,9 +1,10 @@
 """How long libgomp's threads should spin before sleeping: the small recipe's training step in a
 fresh process per run (``perf/contention_child.py``), alone and beside one CPU-bound busy loop,
-under the libraries' defaults (~300,000 polls), what ``vilem.threads`` does (a fixed count,
-passive waiting), its opt-in count that follows the load (``VILEM_ADAPTIVE_THREADS=1``, the
-default spin), and a fixed count with bounded spins (``GOMP_SPINCOUNT``; ~100,000 polls are
-about 1 ms). Rounds take turns;
+under the libraries' defaults (~300,000 polls), what ``vilem.threads`` does (a fixed count;
+threads spin where the CPUs were idle at start and sleep where they were busy), a fixed count
+with passive waiting (``GOMP_SPINCOUNT=0``) or bounded spins (``GOMP_SPINCOUNT``; ~100,000
+polls are about 1 ms), and the opt-in count that follows the load
+(``VILEM_ADAPTIVE_THREADS=1``, the default spin). Rounds take turns;
 prints one JSON line per run and then the medians (docs/scaling.md quotes them):
 
     python benchmarks/wait_policy.py                      # ITC-only and ViLEM, 2 rounds
@@ -27,7 +28,8 @@ from test_contention_perf import run_child  # noqa: E402
 
 ADAPT = "VILEM_ADAPTIVE_THREADS"
 # name -> the child's extra environment (None: the libraries' defaults, no vilem.threads at all)
-VARIANTS = {"defaults": None, "passive": {}, "governed": {ADAPT: "1"},
+VARIANTS = {"defaults": None, "vilem": {}, "passive": {"GOMP_SPINCOUNT": "0"},
+            "governed": {ADAPT: "1"},
             **{f"spin {n // 1000}k": {"GOMP_SPINCOUNT": str(n)}
                for n in (3000, 10000, 30000, 100000)}}  # fmt: skip
 SETS = (ADAPT, "GOMP_SPINCOUNT")

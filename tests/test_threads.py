@@ -1,5 +1,6 @@
-"""vilem.threads: a fixed thread count from the CPUs a process may use with passive OpenMP
-waiting, or, opted in, a count that follows the load (the governor); the settings recorded with
+"""vilem.threads: a fixed thread count from the CPUs a process may use, idle threads spinning
+where those CPUs were idle at start and sleeping where they were busy, or, opted in, a count
+that follows the load (the governor); the settings recorded with
 the numbers; one thread per loader worker; the allocator keeping large blocks; explicit user
 settings win. Nothing here times anything: the
 OpenMP runtime reports its own settings (OMP_DISPLAY_ENV), the kernel counts page faults and
@@ -48,8 +49,8 @@ def test_settings_fill_in_passive_waiting_and_counts():
     }
 
 
-def test_an_adapting_count_leaves_the_wait_policy_to_the_runtimes():
-    assert T.thread_settings({}, cpus=3, adaptive=True) == {
+def test_spinning_leaves_the_wait_policy_to_the_runtimes():
+    assert T.thread_settings({}, cpus=3, passive=False) == {
         "OMP_NUM_THREADS": "3",
         "NUMBA_NUM_THREADS": "3",
     }
@@ -117,15 +118,65 @@ def _openmp_report(configure_first: bool, **env: str) -> tuple[str, int]:
     return spin[0].split("=", 1)[1].strip().strip("'"), int(done.stdout.split()[-1])
 
 
-def test_a_fixed_count_makes_openmp_wait_passively_and_an_adapting_one_does_not():
+@pytest.mark.parametrize(
+    ("others", "env", "cpus", "adaptive", "passive"),
+    [
+        (0.0, {}, 2, False, False),  # idle at start: the runtimes' spin, the fastest alone
+        (0.2, {}, 2, False, False),  # a light background job
+        (1.0, {}, 2, False, True),  # a busy loop on one of our 2 CPUs: sleep
+        (None, {}, 2, False, True),  # no /proc/stat: the safe choice
+        (0.0, {}, 1, False, True),  # one CPU
+        (1.0, {}, 2, True, False),  # the count follows the load: a thread never waits for one
+        (0.0, {"OMP_WAIT_POLICY": "ACTIVE"}, 2, False, True),  # the user's, no look
+    ],
+)
+def test_idle_threads_spin_where_the_cpus_were_idle_at_start_and_sleep_where_busy(
+    monkeypatch, others, env, cpus, adaptive, passive
+):
+    looks = []
+    monkeypatch.setattr(T, "_affinity", lambda: frozenset({0, 1}))
+    monkeypatch.setattr(T, "others_now", lambda mine: looks.append(mine) or others)
+    chosen, why = T.waits_passively(env, cpus, adaptive)
+    assert chosen is passive and why.startswith("passive" if passive else "spin")
+    assert len(looks) == (cpus > 1 and not adaptive and not env)  # a look only when it decides
+
+
+def test_others_now_is_other_processes_work_over_the_look(monkeypatch):
+    loads = iter([T.Load(10.0, 5.0, 1.0), T.Load(10.1, 5.12, 1.02)])
+    monkeypatch.setattr(T, "read_load", lambda cpus: next(loads))
+    monkeypatch.setattr(T.time, "sleep", lambda s: None)
+    assert T.others_now(frozenset({0, 1})) == pytest.approx(1.0)  # 0.12 busy - 0.02 ours
+    monkeypatch.setattr(T, "read_load", lambda cpus: None)
+    assert T.others_now(frozenset({0, 1})) is None
+
+
+def test_idle_openmp_threads_spin_alone_and_sleep_beside_busy_processes():
+    """Real processes: libgomp reports the spin count it read at load. Alone the CPUs may be
+    busy with whatever else runs (so only the count is checked); two busy loops pinned to the
+    child's two CPUs make it wait passively for sure; opted in to a count that follows the load
+    it always spins."""
     default_spin, _ = _openmp_report(configure_first=False)
-    spin, threads = _openmp_report(configure_first=True)  # the default: a fixed count
-    assert default_spin != "0"  # libgomp's default spins: the check below can tell them apart
-    assert spin == "0"
-    assert threads == T.available_cpus()
-    if ADAPTS:  # opted in: one thread per competitor fewer instead; idle, spinning is faster
+    assert default_spin != "0"  # libgomp's default spins: the checks below can tell them apart
+    assert _openmp_report(configure_first=True)[1] == T.available_cpus()
+    if ADAPTS:
         opted = _openmp_report(configure_first=True, **{T.ADAPTIVE_VAR: "1"})
         assert opted == (default_spin, T.available_cpus())
+    if T.available_cpus() < 2 or not hasattr(os, "sched_setaffinity"):
+        return
+    cpus = set(sorted(T._affinity())[:2])
+    pin = f"import os; os.sched_setaffinity(0, {cpus})\n"
+    hogs = [subprocess.Popen([sys.executable, "-c", pin + "while True: pass"]) for _ in range(2)]
+    try:
+        time.sleep(0.3)
+        code = pin + "from vilem.threads import configure; print(configure()['wait'])\n" + _SHOW
+        done = _python(code, OMP_DISPLAY_ENV="VERBOSE")
+    finally:
+        for hog in hogs:
+            hog.kill()
+            hog.wait()
+    spin = [ln for ln in done.stderr.splitlines() if "GOMP_SPINCOUNT" in ln]
+    assert spin and spin[0].split("=", 1)[1].strip().strip("'") == "0", done.stdout
+    assert done.stdout.startswith("passive: other processes kept")
 
 
 @pytest.mark.parametrize("value", [None, "0", "yes", "auto"])
@@ -250,7 +301,8 @@ def test_describe_records_the_count_and_whether_it_moved(monkeypatch):
     assert described["follows_load"] and (described["changes"], described["fewest"]) == (2, 1)
 
 
-def test_a_parent_configure_is_worked_out_again_in_the_child():
+def test_a_parent_configure_is_worked_out_again_in_the_child(monkeypatch):
+    monkeypatch.setattr(T, "others_now", lambda cpus: 1.0)  # the parent started beside a job
     parent: dict[str, str] = {}
     T.configure(parent)
     assert parent["OMP_WAIT_POLICY"] == "PASSIVE" and T.MARK in parent
@@ -389,8 +441,8 @@ def test_malloc_tuning_reuses_large_blocks_instead_of_faulting_them_in():
 def test_wait_policy_script_runs_each_spin_setting_alone_and_beside_a_competitor(
     tmp_path, monkeypatch, capsys
 ):
-    """benchmarks/wait_policy.py with its child runs faked: the fixed passive default, the
-    opt-in governor, and each GOMP_SPINCOUNT (none for the libraries' defaults, which skip
+    """benchmarks/wait_policy.py with its child runs faked: vilem's default, passive waiting,
+    the opt-in governor, and each GOMP_SPINCOUNT (none for the libraries' defaults, which skip
     vilem.threads)."""
     import importlib.util
     import types
@@ -414,8 +466,8 @@ def test_wait_policy_script_runs_each_spin_setting_alone_and_beside_a_competitor
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
     assert script.main(["--recipe", "small-itc", "--rounds", "1"]) == 0
-    spins = [None, None, None, "3000", "10000", "30000", "100000"]
-    expected = [("small-itc", "none" if i == 0 else "vilem", c, s, "1" if i == 2 else None)
+    spins = [None, None, "0", None, "3000", "10000", "30000", "100000"]
+    expected = [("small-itc", "none" if i == 0 else "vilem", c, s, "1" if i == 3 else None)
                 for c in (False, True) for i, s in enumerate(spins)]  # fmt: skip
     assert calls == expected
     assert "GOMP_SPINCOUNT" not in os.environ and T.ADAPTIVE_VAR not in os.environ

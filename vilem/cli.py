@@ -373,7 +373,7 @@ def _quiet_libraries() -> None:
 def main(argv: list[str] | None = None) -> int:
     from vilem.threads import configure
 
-    configure()  # before torch loads: threads = the CPUs we may use, following the load
+    configure()  # before torch loads: threads = the CPUs we may use; how idle ones wait
     _quiet_libraries()
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)

@@ -18,14 +18,20 @@ on the same machine gives the same numbers whatever else runs beside it; ``descr
 the count with every training log and result.
 
 Passive waiting costs time on an idle machine, where waking a sleeping thread at each parallel
-region is slower than spinning (3-33% per step, docs/scaling.md). Users who prefer speed to
-bit-for-bit repeatable numbers can opt in to a count that follows the load
-(``VILEM_ADAPTIVE_THREADS=1``, ``Governor``): libgomp keeps its default spin, and about once a
-second, between training steps and evaluation batches (``tick``), torch runs as many threads as
-the CPUs other processes leave free: what the CPUs this process may run on were busy with
-(``/proc/stat``) minus this process's own CPU time. Beside one busy loop on 2 cores it drops to
-one thread, which never waits for another; when the competitor goes, it is back to two within
-two looks. Its results then depend on the load they ran beside.
+region is slower than spinning: the small ITC-only step took 1.38x and the ViLEM step 1.6x
+their spinning time here (docs/scaling.md). The wait policy does not change the numbers, but
+libgomp reads it once, at load. So ``configure`` looks at the load for 0.1 s first: idle threads
+spin where the CPUs this process may run on were idle, and sleep where other processes kept
+them busy. Work that starts beside an already running process meets spinning threads; setting
+``OMP_WAIT_POLICY=PASSIVE`` gives the same numbers without spinning.
+
+Users who prefer speed beside other work to bit-for-bit repeatable numbers can opt in to a
+count that follows the load (``VILEM_ADAPTIVE_THREADS=1``, ``Governor``): threads spin, and
+about once a second, between training steps and evaluation batches (``tick``), torch runs as
+many threads as the CPUs other processes leave free: what the CPUs this process may run on were
+busy with (``/proc/stat``) minus this process's own CPU time. Beside one busy loop on 2 cores it
+drops to one thread, which never waits for another; when the competitor goes, it is back to two
+within two looks. Its results then depend on the load they ran beside.
 
 ``configure()`` runs once at process start (the ``vilem`` command does it first), before torch,
 NumPy or numba are imported, because the OpenMP and BLAS runtimes read their settings when they
@@ -36,8 +42,9 @@ load. It only fills in environment variables the user has not set:
   capped by a cgroup CPU quota (Docker ``--cpus``, Kubernetes limits), not the machine's core
   count; MKL and OpenBLAS fall back to it when their own variables are unset;
 - ``NUMBA_NUM_THREADS``: the same count (numba defaults to every core of the machine);
-- unless the count follows the load, ``OMP_WAIT_POLICY=PASSIVE`` (libgomp, Intel OpenMP) and
-  ``KMP_BLOCKTIME=0`` (Intel OpenMP): idle threads sleep instead of spinning. The opt-in
+- where other processes were busy at start (also on one CPU, and where ``/proc/stat`` cannot be
+  read), ``OMP_WAIT_POLICY=PASSIVE`` (libgomp, Intel OpenMP) and ``KMP_BLOCKTIME=0`` (Intel
+  OpenMP): idle threads sleep instead of spinning (``waits_passively``). The opt-in
   ``VILEM_ADAPTIVE_THREADS=1`` is ignored (the count stays fixed) when the user sets
   ``OMP_NUM_THREADS`` (their choice stands), on one CPU, and where ``/proc/stat`` cannot be read
   (not Linux).
@@ -66,6 +73,7 @@ PASSIVE = {"OMP_WAIT_POLICY": "PASSIVE", "KMP_BLOCKTIME": "0"}
 ADAPTIVE_VAR = "VILEM_ADAPTIVE_THREADS"  # "1": the count follows the load (opt-in)
 MARK = "VILEM_THREADS_SET"  # what configure set: a child process tells it from the user's
 LOOK_EVERY = 1.0  # seconds between looks at the machine's load
+START_LOOK = 0.1  # seconds configure() watches the load to choose how idle threads wait
 # a core other processes keep busy less than this fraction of the time still counts as free
 SLACK = 0.35
 COUNT_VARS = ("OMP_NUM_THREADS", "NUMBA_NUM_THREADS")
@@ -115,12 +123,12 @@ def available_cpus(cgroup_root: Path = Path("/sys/fs/cgroup")) -> int:
 
 
 def thread_settings(
-    environ: MutableMapping[str, str], cpus: int, adaptive: bool = False
+    environ: MutableMapping[str, str], cpus: int, passive: bool = True
 ) -> dict[str, str]:
-    """The variables ``configure`` would set: thread counts and, unless the count adapts, the
-    passive wait policy, each only where the user has not set it. An explicit
-    ``OMP_NUM_THREADS`` also stands for the other counts (numba gets the same value)."""
-    out = {} if adaptive else {k: v for k, v in PASSIVE.items() if k not in environ}
+    """The variables ``configure`` would set: thread counts and, where ``passive``, the passive
+    wait policy, each only where the user has not set it. An explicit ``OMP_NUM_THREADS`` also
+    stands for the other counts (numba gets the same value)."""
+    out = {k: v for k, v in PASSIVE.items() if k not in environ} if passive else {}
     count = environ.get("OMP_NUM_THREADS") or str(cpus)
     out.update({k: count for k in COUNT_VARS if k not in environ})
     return out
@@ -195,6 +203,11 @@ def read_load(cpus: frozenset[int], stat: Path = Path("/proc/stat")) -> Load | N
     return Load(time.monotonic(), busy / tick, time.process_time())
 
 
+def _others(first: Load, last: Load) -> float:
+    """Cores' worth of work other processes did on the CPUs between two looks."""
+    return max(0.0, (last.busy - first.busy) - (last.own - first.own)) / (last.at - first.at)
+
+
 def choose_threads(others: float, cpus: int, most: int) -> int:
     """Threads for the CPUs ``others`` (cores' worth of other processes' work) leave free of
     ``cpus``: at least 1, at most ``most``; a core busy less than ``SLACK`` counts as free."""
@@ -232,7 +245,7 @@ class Governor:
         if now is None or now.at <= last.at:
             return self.threads
         self._last = now
-        self.others = max(0.0, (now.busy - last.busy) - (now.own - last.own)) / (now.at - last.at)
+        self.others = _others(last, now)
         want = choose_threads(self.others, len(self.cpus), self.most)
         self._up = self._up + 1 if want > self.threads else 0
         if want < self.threads or self._up >= 2:
@@ -286,6 +299,41 @@ def can_adapt(environ: MutableMapping[str, str], cpus: int) -> bool:
     return read_load(_affinity()) is not None
 
 
+def others_now(cpus: frozenset[int], window: float = START_LOOK) -> float | None:
+    """Cores' worth of other processes' work on ``cpus`` over the next ``window`` seconds (this
+    process sleeps meanwhile); None where ``/proc/stat`` cannot be read."""
+    first = read_load(cpus)
+    if first is None:
+        return None
+    time.sleep(window)
+    last = read_load(cpus)
+    if last is None or last.at <= first.at:
+        return None
+    return _others(first, last)
+
+
+def waits_passively(
+    environ: MutableMapping[str, str], cpus: int, adaptive: bool
+) -> tuple[bool, str]:
+    """Whether idle OpenMP threads should sleep rather than spin, and why. They spin (the
+    runtimes' default, the fastest way to wait) where the count follows the load (a thread
+    never waits for a competitor) and where the CPUs were idle when the process started; they
+    sleep where other processes were busy on them (a spinning thread would hold a core the
+    competitor and our other thread both want), on one CPU, where the load cannot be read, and
+    where the user set ``OMP_WAIT_POLICY`` (their choice stands; no look)."""
+    if adaptive:
+        return False, "spin: the count follows the load"
+    if "OMP_WAIT_POLICY" in environ or cpus < 2:
+        return True, "passive: " + ("the user's OMP_WAIT_POLICY" if cpus > 1 else "one CPU")
+    mine = _affinity()
+    others = others_now(mine)
+    if others is None:
+        return True, "passive: the load cannot be read"
+    if choose_threads(others, len(mine), cpus) < cpus:
+        return True, f"passive: other processes kept {others:.1f} cores busy at start"
+    return False, f"spin: the CPUs were idle at start (others {others:.1f} cores)"
+
+
 def _ours(environ: MutableMapping[str, str]) -> dict[str, str]:
     """The variables an earlier ``configure`` (this process's parent) set, with their values."""
     pairs = (item.partition("=") for item in environ.get(MARK, "").split(";") if item)
@@ -300,8 +348,9 @@ def configure(environ: MutableMapping[str, str] | None = None) -> dict[str, str]
     parent ``vilem`` process: ``VILEM_THREADS_SET`` lists them), which are worked out again.
     When torch is already imported its wait policy can no longer change, so only its intra-op
     thread count is lowered to the CPUs available (the key ``"late"`` lists the runtimes that
-    had loaded). Only a call on ``os.environ`` starts the governor (key ``"adaptive"``);
-    another mapping is just filled in."""
+    had loaded). The key ``"wait"`` says how idle threads wait and why. Only a call on
+    ``os.environ`` starts the governor (key ``"adaptive"``); another mapping is just filled
+    in."""
     global _governor
     real = environ is None or environ is os.environ
     environ = os.environ if environ is None else environ
@@ -311,9 +360,11 @@ def configure(environ: MutableMapping[str, str] | None = None) -> dict[str, str]
     user_count = "OMP_NUM_THREADS" in environ
     cpus = available_cpus()
     adaptive = can_adapt(environ, cpus)
-    applied = thread_settings(environ, cpus, adaptive)
+    passive, why = waits_passively(environ, cpus, adaptive)
+    applied = thread_settings(environ, cpus, passive)
     environ.update(applied)
     environ[MARK] = ";".join(f"{k}={v}" for k, v in applied.items())
+    applied["wait"] = why
     if adaptive:
         applied["adaptive"] = f"threads follow the load, a look every {LOOK_EVERY:g} s"
         if real:

@@ -199,8 +199,9 @@ SHARED_MACHINE = Case(
         "1,000 bootstrap resamples on the synthetic test split, 1 timed after 1 warm-up); CPU "
         "time is the child's user + system time over the same calls, all threads.",
         "'with vilem.threads': `vilem.threads.configure()` at start, as the `vilem` command "
-        "does (a fixed thread count from the CPU affinity, passive OpenMP waiting, the allocator "
-        "keeping large blocks). 'opt-in count following the load': the same with "
+        "does (a fixed thread count from the CPU affinity; idle OpenMP threads sleep where the "
+        "CPUs were busy at start, as beside the competitor, and spin where they were idle; the "
+        "allocator keeping large blocks). 'opt-in count following the load': the same with "
         "`VILEM_ADAPTIVE_THREADS=1` (libgomp's default spin; `vilem.threads.tick()` after each "
         "step sets torch's count to the CPUs other processes leave free; results then depend "
         "on the load). 'library defaults': none of it (one round each).",

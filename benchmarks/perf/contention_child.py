@@ -14,12 +14,13 @@ one evaluation cell as ``vilem bench`` runs it: retrieval with 1,000 bootstrap r
 random-init small ViLEM model on the synthetic test split (encoding, metrics, intervals).
 
 ``--setup vilem`` (the default) applies ``vilem.threads.configure()`` first, as the ``vilem``
-command does at start (a fixed count, passive waiting); ``--setup governed`` does the same with
-the opt-in count that follows the load (``VILEM_ADAPTIVE_THREADS=1``: a training step then ends
-with ``vilem.threads.tick()``, as in the training loop; evaluation ticks inside); ``--setup
-none`` leaves the libraries' defaults (the state before the fix). The environment the parent
-passes (OMP_WAIT_POLICY, OMP_NUM_THREADS, ...) is read by the libraries when they load, so
-each variant is its own process.
+command does at start (a fixed count; idle threads sleep if the CPUs are busy at start);
+``--setup governed`` does the same with the opt-in count that follows the load
+(``VILEM_ADAPTIVE_THREADS=1``: a training step then ends with ``vilem.threads.tick()``, as in
+the training loop; evaluation ticks inside); ``--setup none`` leaves the libraries' defaults
+(the state before the fix). The environment the parent passes (OMP_WAIT_POLICY,
+OMP_NUM_THREADS, ...) is read by the libraries when they load, so each variant is its own
+process.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """A shared machine: the main job's training step (the small ViLEM recipe) and one evaluation
 cell, each in a fresh process (``contention_child.py``), alone and beside one competing
 CPU-bound process (a pure-Python busy loop, one core), with the thread settings the ``vilem``
-command applies (``vilem.threads.configure``: a fixed count, passive waiting). For reference,
+command applies (``vilem.threads.configure``: a fixed count; idle threads sleep where the
+CPUs were busy at start, as beside the competitor, and spin where idle). For reference,
 the same with the libraries' defaults (the state before the fix), one round each; the training
 step with the opt-in count that follows the load (``VILEM_ADAPTIVE_THREADS=1``); and the
 ITC-only step alone with and without the settings, which must not slow the baseline.
