@@ -150,6 +150,15 @@ def test_others_now_is_other_processes_work_over_the_look(monkeypatch):
     assert T.others_now(frozenset({0, 1})) is None
 
 
+def test_configure_after_torch_loaded_does_not_look_at_the_load(monkeypatch):
+    """Too late for this process's wait policy: no 0.1 s look (the CLI's in-process callers)."""
+    monkeypatch.setattr(os, "environ", {k: v for k, v in os.environ.items() if k not in SET_BY_US})
+    monkeypatch.setattr(T, "others_now", lambda cpus: pytest.fail("looked at the load"))
+    applied = T.configure()
+    assert "torch" in applied["late"] and applied["wait"].startswith("passive: torch had loaded")
+    assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE" and T.MARK in os.environ
+
+
 def test_idle_openmp_threads_spin_alone_and_sleep_beside_busy_processes():
     """Real processes: libgomp reports the spin count it read at load. Alone the CPUs may be
     busy with whatever else runs (so only the count is checked); two busy loops pinned to the

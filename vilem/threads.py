@@ -360,7 +360,11 @@ def configure(environ: MutableMapping[str, str] | None = None) -> dict[str, str]
     user_count = "OMP_NUM_THREADS" in environ
     cpus = available_cpus()
     adaptive = can_adapt(environ, cpus)
-    passive, why = waits_passively(environ, cpus, adaptive)
+    if real and "torch" in sys.modules and not adaptive:
+        # libgomp read its wait policy when torch loaded: no look; a child works it out again
+        passive, why = True, "passive: torch had loaded already (its wait policy is read)"
+    else:
+        passive, why = waits_passively(environ, cpus, adaptive)
     applied = thread_settings(environ, cpus, passive)
     environ.update(applied)
     environ[MARK] = ";".join(f"{k}={v}" for k, v in applied.items())
