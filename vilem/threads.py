@@ -14,11 +14,11 @@ The thread count is fixed for the life of the process, because torch's numbers d
 reductions and matrix products split their work by thread, so one step of a transformer layer
 on 1 thread and on 2 differs in the last bits of hundreds of gradient entries, and a trained
 model, its retrieval scores and its ranks drift from there. With a fixed count the same command
-on the same machine gives the same numbers whatever else runs beside it; ``describe()`` records
-the count with every training log and result.
+on the same machine gives the same numbers whatever else runs beside it; ``describe()`` gives
+the count that training logs and results record.
 
 Passive waiting costs time on an idle machine, where waking a sleeping thread at each parallel
-region is slower than spinning: the small ITC-only step took 1.38x and the ViLEM step 1.6x
+region is slower than spinning: the small ITC-only step took 1.42x and the ViLEM step 1.48x
 their spinning time here (docs/scaling.md). The wait policy does not change the numbers, but
 libgomp reads it once, at load. So ``configure`` looks at the load for 0.1 s first: idle threads
 spin where the CPUs this process may run on were idle, and sleep where other processes kept
