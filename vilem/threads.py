@@ -360,7 +360,8 @@ def configure(environ: MutableMapping[str, str] | None = None) -> dict[str, str]
     user_count = "OMP_NUM_THREADS" in environ
     cpus = available_cpus()
     adaptive = can_adapt(environ, cpus)
-    if real and "torch" in sys.modules and not adaptive:
+    late = [name for name in RUNTIMES if name in sys.modules]
+    if real and "torch" in late and not adaptive:
         # libgomp read its wait policy when torch loaded: no look; a child works it out again
         passive, why = True, "passive: torch had loaded already (its wait policy is read)"
     else:
@@ -375,7 +376,6 @@ def configure(environ: MutableMapping[str, str] | None = None) -> dict[str, str]
             _governor = Governor(cpus, _affinity())
     if tune_malloc(environ):
         applied["malloc"] = f"mmap_threshold={MMAP_THRESHOLD},trim_threshold={TRIM_THRESHOLD}"
-    late = [name for name in RUNTIMES if name in sys.modules]
     if late:
         applied["late"] = ",".join(late)
     if "torch" in sys.modules and not user_count:

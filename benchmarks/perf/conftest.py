@@ -22,9 +22,10 @@ from vilem.threads import configure
 # the suite never reaches a hub: every model is random-init, every input generated here
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-# the thread settings the `vilem` command applies at start (counts from the CPU affinity that
-# follow the load), before torch loads; child processes inherit them. A child measuring the
-# libraries' defaults (contention_child.py --setup none) imports this module without them
+# the thread settings the `vilem` command applies at start (a fixed count from the CPU
+# affinity; how idle threads wait), before torch loads; child processes inherit them. A child
+# measuring the libraries' defaults (contention_child.py --setup none) imports this module
+# without them
 THREADS = {} if os.environ.get("VILEM_PERF_SETUP") == "none" else configure()
 
 if os.environ.get("VILEM_PERF_THREADS"):  # run_perf.py --threads N

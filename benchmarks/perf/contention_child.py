@@ -162,9 +162,8 @@ def main(argv: list[str] | None = None) -> int:
         "cpu_seconds": cpu / timed,
         "call_seconds": times,
         "torch_threads": torch.get_num_threads(),
-        "governor": None
-        if gov is None
-        else {"threads": gov.threads, "changes": gov.changes, "others": round(gov.others, 3)},
+        # what results record (threads, whether and how far the count moved), and the load
+        "threads": threads.describe() | ({} if gov is None else {"others": round(gov.others, 3)}),
         "applied": applied,
         "parts": parts,
         "env": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY")},
