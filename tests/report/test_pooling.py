@@ -286,3 +286,36 @@ def test_report_findings_compare_over_seeds(rec, tmp_path):
     md = build_report(results, tmp_path / "rep", baseline="itc").read_text()
     assert "- **vilem − itc**: Significantly better on synthetic/test RSUM (+450.0 [" in md
     assert "| vilem (2 seeds)" in md and "| itc (2 seeds) (baseline)" in md
+
+
+def _at_ks(rec, name, ranks, ks, seed=None):
+    """A retrieval record evaluated with ``--recall-k`` ``ks``: every query at ``ranks``."""
+    from vilem import metrics as M
+    from vilem.results import Protocol
+
+    metrics = M.metrics_from_ranks(ranks, ranks, ks)
+    pq = {"t2i_ranks": list(ranks), "i2t_ranks": list(ranks)}
+    extra = {} if seed is None else {"train_seed": seed}
+    protocol = Protocol(preprocessing={}, device="cpu", recall_ks=list(ks))
+    return rec.make(
+        name, "synthetic", "test", "image", "retrieval", metrics,
+        per_query=pq, protocol=protocol, extra=extra,
+    )  # fmt: skip
+
+
+def test_deltas_and_pooled_intervals_sum_recall_at_the_runs_own_ks(rec):
+    # every query at rank 20 (baseline) or 60 (model): R@1/5/10 are 0 for both, and only R@50
+    # separates them, so at Ks (1, 5, 10, 50) rsum is 200 against 0 in every resample
+    ks = (1, 5, 10, 50)
+    base, model = _at_ks(rec, "base", [20] * N, ks), _at_ks(rec, "new", [60] * N, ks)
+    assert (base.metrics["rsum"], model.metrics["rsum"]) == (200.0, 0.0)
+    d = paired_delta(model, base, "rsum", resamples=200)
+    assert (d.value, d.lo, d.hi, d.verdict) == (-200.0, -200.0, -200.0, "worse")
+    # a recall the default Ks do not have gets its interval too
+    assert paired_delta(model, base, "t2i_R@50", resamples=200).lo == -100.0
+    # over seeds: the pooled interval and the pooled delta use the same Ks
+    bases = [_at_ks(rec, "base", [20] * N, ks, seed=s) for s in (0, 1)]
+    models = [_at_ks(rec, "new", [60] * N, ks, seed=s) for s in (0, 1)]
+    assert pool_records(bases, resamples=200).intervals["rsum"] == [200.0, 200.0]
+    pooled = pooled_paired_delta(models, bases, "rsum", resamples=200)
+    assert (pooled.value, pooled.lo, pooled.hi) == (-200.0, -200.0, -200.0)

@@ -13,12 +13,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vilem.errors import ConfigError
 from vilem.metrics.info import DIRECTIONS, RECALL_KS
 from vilem.metrics.paired import Paired, probe_inputs, retrieval_inputs
 from vilem.registry import closest, import_attr
+
+if TYPE_CHECKING:
+    from vilem.results import Protocol
 
 
 @dataclass
@@ -36,8 +39,9 @@ class Task:
     run: str  # "module:function", see the module docstring
     main_metric: str
     columns: tuple[str, ...] = ()  # leaderboard columns in order; () = every metric present
-    # paired-delta recipe: (metric, per_query A, per_query B) -> Paired; None = no paired deltas
-    paired: Callable[[str, dict, dict], Paired] | None = None
+    # paired-delta recipe: (metric, per_query A, per_query B, their protocol) -> Paired; None =
+    # no paired deltas
+    paired: Callable[[str, dict, dict, Protocol | None], Paired] | None = None
     compared: bool = False  # whether findings compare models on it
     needs_heads: bool = False  # runs only on ViLEM models with error-detection heads
 

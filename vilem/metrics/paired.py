@@ -1,11 +1,12 @@
-"""Paired-delta recipes: from two runs' per-query records (the same queries), the parts each
-bootstrap resample draws from and the metric as a function of one model's parts. A task names
-its recipe in the task registry (``vilem.eval.tasks``); ``ValueError`` says why none applies."""
+"""Paired-delta recipes: from two runs' per-query records (the same queries, scored under the
+same protocol), the parts each bootstrap resample draws from and the metric as a function of one
+model's parts. A task names its recipe in the task registry (``vilem.eval.tasks``); ``ValueError``
+says why none applies."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -13,6 +14,9 @@ from vilem.errors import ConfigError
 from vilem.metrics.info import BALANCED_SUFFIX, RECALL_KS
 from vilem.metrics.retrieval import batched_metric, retrieval_metric_fn
 from vilem.metrics.scores import probe_strata, probe_summary
+
+if TYPE_CHECKING:
+    from vilem.results import Protocol
 
 # Per-query inputs of one comparison: model A's parts, model B's parts (each part a query set
 # resampled on its own, e.g. (t2i_ranks, i2t_ranks) or one part per probe category) and the
@@ -41,16 +45,19 @@ def _paired(a: dict, b: dict, key: str) -> tuple[np.ndarray, np.ndarray]:
     return va, vb
 
 
-def retrieval_inputs(metric: str, a: dict, b: dict) -> Paired:
+def retrieval_inputs(metric: str, a: dict, b: dict, protocol: Protocol | None = None) -> Paired:
+    """``rsum`` sums recall at the protocol's Ks, as the recorded value does."""
     (ta, tb), (ia, ib) = (_paired(a, b, f"{d}_ranks") for d in ("t2i", "i2t"))
+    ks = protocol.recall_ks if protocol is not None else RECALL_KS
     try:
-        fn = retrieval_metric_fn(metric, RECALL_KS)
+        fn = retrieval_metric_fn(metric, ks)
     except ConfigError as exc:
         raise ValueError(f"no per-query recipe for {metric!r}") from exc
     return (ta, ia), (tb, ib), fn
 
 
-def probe_inputs(metric: str, a: dict, b: dict) -> Paired:
+def probe_inputs(metric: str, a: dict, b: dict, protocol: Protocol | None = None) -> Paired:
+    """Per probe stratum (the protocol changes nothing a probe recipe needs)."""
     ca, cb = a.get("category"), b.get("category")
     if not isinstance(ca, list) or ca != cb:
         raise ValueError("the two probe runs do not list the same probes (category lists differ)")

@@ -74,12 +74,14 @@ class Delta:
         return "beats" if self.better else "worse"
 
 
-def _inputs(task: str, metric: str, a: dict, b: dict) -> Paired:
-    """The task's paired-delta recipe applied to two per-query blocks (``vilem.eval.tasks``)."""
-    recipe = TASKS[task].paired if task in TASKS else None
+def _inputs(record: Result, metric: str, a: dict, b: dict) -> Paired:
+    """The paired-delta recipe of ``record``'s task applied to two per-query blocks
+    (``vilem.eval.tasks``), under ``record``'s protocol (both runs share it: ``protocol_note``
+    refuses a pair whose protocols differ)."""
+    recipe = TASKS[record.task].paired if record.task in TASKS else None
     if recipe is None:
-        raise ValueError(f"no per-query recipe for task {task!r}")
-    return recipe(metric, a, b)
+        raise ValueError(f"no per-query recipe for task {record.task!r}")
+    return recipe(metric, a, b, record.protocol)
 
 
 def _metric_value(record: Result, metric: str) -> float | None:
@@ -129,7 +131,7 @@ def paired_delta(
         )
         return Delta(metric, value, None, None, direction, f"no per-query results for {missing}")
     try:
-        parts_a, parts_b, fn = _inputs(model.task, metric, pa, pb)
+        parts_a, parts_b, fn = _inputs(model, metric, pa, pb)
     except ValueError as exc:
         return Delta(metric, value, None, None, direction, str(exc))
     # the value stays the recorded difference; the bootstrap supplies only the interval
@@ -216,7 +218,7 @@ def _recipes(
         pq, parts, fns = r.per_query, None, {}
         for m in names if isinstance(pq, dict) else ():
             try:
-                p, _, fn = _inputs(r.task, m, pq, pq)
+                p, _, fn = _inputs(r, m, pq, pq)
             except ValueError:
                 continue
             parts = p if parts is None else parts
@@ -324,7 +326,7 @@ def pooled_paired_delta(
             pa, pb = a.per_query, b.per_query
             if not isinstance(pa, dict) or not isinstance(pb, dict):
                 raise ValueError(f"no per-query results at seed {s}")
-            parts_a, parts_b, fn = _inputs(a.task, metric, pa, pb)
+            parts_a, parts_b, fn = _inputs(a, metric, pa, pb)
             inputs.append(((parts_a, parts_b), [lambda x, fn=fn: fn(x[0]) - fn(x[1])]))
     except ValueError as exc:
         lo, hi = _ci(_seed_only(np.array(diffs)[:, None], resamples, seed)[:, 0])
