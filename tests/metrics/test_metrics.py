@@ -478,6 +478,20 @@ def test_bad_retrieval_input_is_a_data_error(items, texts, owner, message):
         M.retrieval_metrics(items, texts, owner)
 
 
+def test_embeddings_whose_scores_overflow_are_refused_not_ranked_optimistically():
+    # finite rows whose float32 dot products are inf: every score ties, and i2t would have
+    # come out at rank 1 (the best) while t2i stayed at the worst
+    huge = np.full((2, 1), 1e20, np.float32)
+    with pytest.raises(DataError, match="overflow"):
+        M.ranks(huge, huge, [0, 1])
+    # large entries whose norms still multiply safely are ranked as usual (the cheap
+    # elementwise bound trips, the norm bound does not: D max|a| max|b| > limit > |a| |b|)
+    big = np.zeros((2, 64), np.float32)
+    big[0, 0] = big[1, 1] = 5e18
+    t2i, i2t = M.ranks(big, big, [0, 1])
+    assert t2i.tolist() == [1, 1] and i2t.tolist() == [1, 1]
+
+
 def test_bad_parameters_are_config_errors():
     with pytest.raises(ConfigError, match="chunk_size"):
         M.ranks(ONE_HOT_3, ONE_HOT_3, [0, 1, 2], chunk_size=0)

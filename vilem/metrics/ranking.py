@@ -63,6 +63,25 @@ def _embeddings(x: Any, what: str) -> np.ndarray:
     return arr
 
 
+def _check_score_range(items: np.ndarray, texts: np.ndarray) -> None:
+    """Refuse embeddings whose float32 dot products could overflow (finite rows, inf scores):
+    an inf score ties everything it meets, and the counting would read the ties optimistically.
+    Cauchy-Schwarz bounds every score and partial sum by the product of the largest norms; the
+    elementwise bound ``D max|a| max|b|`` (no temporary array) decides first whether to look."""
+    limit = float(np.finfo(np.float32).max) / 4
+    peak = [max(float(x.max()), -float(x.min())) for x in (items, texts)]
+    if items.shape[1] * peak[0] * peak[1] < limit:
+        return
+    norms = [
+        float(np.sqrt(np.einsum("ij,ij->i", x, x, dtype=np.float64).max())) for x in (items, texts)
+    ]
+    if norms[0] * norms[1] >= limit:
+        raise DataError(
+            f"embedding norms reach {norms[0]:.3g} (items) and {norms[1]:.3g} (texts): their "
+            "float32 dot products can overflow to inf; normalise the embeddings"
+        )
+
+
 def _retrieval_inputs(
     item_emb: Any, text_emb: Any, text_to_item: Any
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -73,6 +92,7 @@ def _retrieval_inputs(
             f"item embeddings have dim {items.shape[1]} but text embeddings have dim "
             f"{texts.shape[1]}"
         )
+    _check_score_range(items, texts)
     owner = np.asarray(text_to_item)
     if owner.shape != (len(texts),):
         raise DataError(
