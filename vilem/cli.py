@@ -57,19 +57,25 @@ def _cmd_data(args: argparse.Namespace) -> int:
 
 
 def _cmd_cache(args: argparse.Namespace) -> int:
+    from vilem.errors import ConfigError
+    from vilem.eval.cache import cache_entries
+
     root = resolve_cache_dir(args.cache_dir)
-    entries = sorted(root.glob("*.npy")) if root.is_dir() else []
-    size = sum(p.stat().st_size for p in entries) + sum(
-        p.stat().st_size for p in root.glob("*.json")
-    ) if root.is_dir() else 0
+    if root.exists() and not root.is_dir():
+        raise ConfigError(f"the embedding cache {root} is a file, not a folder")
+    entries = cache_entries(root)
+    size = sum(p.stat().st_size for p in entries)
+    arrays = sum(p.suffix == ".npy" for p in entries)
+    others = len(list(root.iterdir())) - len(entries) if root.is_dir() else 0
+    aside = f"; {others} other files there are not cache entries, left alone" if others else ""
     if args.action == "info":
-        print(f"embedding cache: {root}")
-        print(f"{len(entries)} entries, {size / 2**20:.1f} MiB")
+        print(f"embedding cache: {root}" + ("" if root.is_dir() else " (not created yet)"))
+        print(f"{arrays} entries, {size / 2**20:.1f} MiB{aside}")
         print("set $VILEM_CACHE or --cache-dir to move it; `vilem cache clear` empties it")
         return 0
-    for p in [*entries, *root.glob("*.json")] if root.is_dir() else []:
+    for p in entries:  # only the cache's own files: a mistyped folder loses nothing else
         p.unlink(missing_ok=True)
-    print(f"removed {len(entries)} entries ({size / 2**20:.1f} MiB) from {root}")
+    print(f"removed {arrays} entries ({size / 2**20:.1f} MiB) from {root}{aside}")
     return 0
 
 
@@ -212,7 +218,10 @@ def _options(pairs: list[str]) -> dict[str, object]:
         key, sep, value = pair.partition("=")
         if not sep or not key:
             raise ConfigError(f"--data-option expects KEY=VALUE, got {pair!r}")
-        out[key] = yaml.safe_load(value)
+        try:
+            out[key] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            out[key] = value  # not YAML (a glob, an @file): the string as written
     return out
 
 

@@ -7,6 +7,7 @@ import hashlib
 import io
 import json
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,21 @@ def default_cache_dir() -> Path:
 def cache_key(parts: dict[str, Any]) -> str:
     payload = json.dumps(parts, sort_keys=True, default=str).encode()
     return hashlib.sha256(payload).hexdigest()[:32]
+
+
+def cache_entries(directory: Path) -> list[Path]:
+    """The files of ``directory`` that are cache entries (``<32 hex digits>.npy`` or ``.json``):
+    all that ``vilem cache clear`` may delete, whatever else the folder holds."""
+    if not directory.is_dir():
+        return []
+    return sorted(
+        p
+        for p in directory.iterdir()
+        if p.suffix in (".npy", ".json") and _ENTRY_NAME.fullmatch(p.stem) and p.is_file()
+    )
+
+
+_ENTRY_NAME = re.compile(r"[0-9a-f]{32}")
 
 
 def digest_strings(values: list[str]) -> str:
