@@ -81,6 +81,25 @@ def test_cache_info_and_clear(tmp_path, capsys):
     assert "removed 2 entries" in capsys.readouterr().out and not list(cache.glob("*"))
 
 
+def test_cache_clear_of_a_mistyped_folder_deletes_nothing_but_cache_entries(tmp_path, capsys):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    keep = {"dataset_coco.json": "{}", "result.json": "[]", "frames.npy": "x"}
+    for name, text in keep.items():
+        (folder / name).write_text(text)
+    entry = folder / ("0123456789abcdef" * 2)
+    entry.with_suffix(".npy").write_bytes(b"1234")
+    entry.with_suffix(".json").write_text("{}")
+    assert main(["cache", "info", "--cache-dir", str(folder)]) == 0
+    assert "1 entries" in capsys.readouterr().out
+    assert main(["cache", "clear", "--cache-dir", str(folder)]) == 0
+    out = capsys.readouterr().out
+    assert "removed 1 entries" in out and "3 other files" in out
+    assert sorted(p.name for p in folder.iterdir()) == sorted(keep)
+    assert main(["cache", "info", "--cache-dir", str(folder / "result.json")]) == 2
+    assert "is a file, not a folder" in capsys.readouterr().err
+
+
 def test_generating_synthetic_data_says_so_once(tmp_path, capsys):
     assert main(_eval(tmp_path, "--out", str(tmp_path / "a.json"))) == 0
     assert "vilem: generating the synthetic dataset in" in capsys.readouterr().err
@@ -114,3 +133,42 @@ def test_the_python_api_evaluates_objects_or_specs(tmp_path):
         vilem.evaluate("random", split, bootsrap=0)
     with pytest.raises(vilem.errors.ConfigError, match="RetrievalModel or a model spec"):
         vilem.evaluate(object(), split)
+
+
+@pytest.mark.parametrize(
+    ("dataset", "option", "message"),
+    [
+        ("coco", "annotation=*.json", "annotation file"),  # not YAML: the string as written
+        ("coco", "annotation=123", "option annotation must be a file path, got 123"),
+        ("synthetic", "config=3", "option config must be a mapping of sizes"),
+        ("synthetic", "seed=1.5", "option seed must be an integer, got 1.5"),
+        ("synthetic", "seed=true", "option seed must be an integer, got True"),
+    ],
+)
+def test_bad_data_option_values_are_one_clear_line(tmp_path, capsys, dataset, option, message):
+    (tmp_path / "coco").mkdir()
+    args = ["eval", "--model", "random", "--dataset", dataset, "--root", str(tmp_path / dataset),
+            "--data-option", option, "--bootstrap", "0", "--workers", "0", "--quiet",
+            "--out", str(tmp_path / "r.json")]  # fmt: skip
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not (tmp_path / "r.json").exists()
+
+
+def test_a_vision_width_the_heads_do_not_divide_is_a_config_error(tmp_path, capsys):
+    args = ["train", "--config", "small-itc", "--out", str(tmp_path / "run"),
+            "model.vision.heads=5"]  # fmt: skip
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "model.vision" in err and "heads=5" in err and "Traceback" not in err
+
+
+def test_train_lm_names_a_folder_that_holds_no_tokenizer(tmp_path, capsys):
+    (tmp_path / "notatok").mkdir()
+    (tmp_path / "notatok" / "dataset_coco.json").write_text("{}")
+    args = ["train-lm", "--out", str(tmp_path / "lm"), "--tokenizer", str(tmp_path / "notatok"),
+            "--steps", "1"]  # fmt: skip
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "cannot read a tokenizer from" in err and "Traceback" not in err

@@ -299,6 +299,8 @@ class Result:
             raise ValueError("field 'model' has neither 'name' nor 'spec'")
         if not isinstance(raw_ds.get("name"), str):
             raise ValueError("field 'dataset.name' is missing or not a string")
+        if not isinstance(raw_ds.get("counts", {}), dict):
+            raise ValueError("field 'dataset.counts' is not an object")
         status = data.get("status", "ok")
         if status not in STATUSES:
             raise ValueError(f"unknown status {status!r} (expected 'ok' or 'failed')")

@@ -195,10 +195,14 @@ def test_collect_reports_and_skips_corrupt_foreign_and_wrong_version_files(rec, 
     old["schema_version"] = 99
     (tmp_path / "old.json").write_text(json.dumps(old))
     (tmp_path / "notes.txt").write_text("not json, not looked at")
+    nulled = rec.retrieval("D").to_json()
+    nulled["dataset"]["counts"] = None
+    (tmp_path / "nulled.json").write_text(json.dumps(nulled))
     records, problems = collect(tmp_path)
     assert sorted(r.model.spec for r in records) == ["A", "B"]
     reasons = {p.path.rsplit("/", 1)[-1]: p.reason for p in problems}
-    assert set(reasons) == {"corrupt.json", "foreign.json", "old.json"}
+    assert set(reasons) == {"corrupt.json", "foreign.json", "old.json", "nulled.json"}
+    assert "'dataset.counts' is not an object" in reasons["nulled.json"]
     assert "not valid JSON" in reasons["corrupt.json"]
     assert "not a vilem result file" in reasons["foreign.json"]
     assert "schema version 99" in reasons["old.json"]

@@ -118,6 +118,10 @@ class _KarpathySplits(DatasetAdapter):
                 f"unknown option {name!r} for dataset {self.name!r}"
                 f"{closest(name, ['annotation'])}; options: annotation"
             )
+        if annotation is not None and not isinstance(annotation, (str, os.PathLike)):
+            raise ConfigError(
+                f"dataset {self.name!r} option annotation must be a file path, got {annotation!r}"
+            )
         super().__init__(root, **({} if annotation is None else {"annotation": annotation}))
         self.annotation = annotation
 

@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, fields
 from multiprocessing import get_context
+from numbers import Integral
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -392,18 +393,23 @@ class _SyntheticAdapter(DatasetAdapter):
         self.protocol, self.captions_per_video = caption_options(self.name, options)
         # sizes to generate (SyntheticConfig fields): the root is made to hold exactly this data
         overrides = options.get("config")
+        if overrides is not None and not isinstance(overrides, dict):
+            raise ConfigError(
+                f"dataset {self.name!r} option config must be a mapping of sizes "
+                f"(e.g. {{images_train: 64}}), got {overrides!r}"
+            )
         self.config = (
             None
             if overrides is None
             else SyntheticConfig.from_dict({**DEFAULT_CONFIG.to_dict(), **overrides})
         )
         seed = options.get("seed")
-        try:
-            self.seed = None if seed is None else int(seed)
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(
-                f"dataset {self.name!r} option seed must be an integer, got {seed!r}"
-            ) from exc
+        if isinstance(seed, str) and seed.strip().lstrip("-").isdigit():
+            seed = int(seed)
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, Integral)):
+            # 1.5 or true is a mistake, not seed 1
+            raise ConfigError(f"dataset {self.name!r} option seed must be an integer, got {seed!r}")
+        self.seed = None if seed is None else int(seed)
         self.manifest: dict[str, Any] | None = None
 
     def load_split(self, split: str) -> Split:

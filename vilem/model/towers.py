@@ -87,6 +87,11 @@ class ImageTower(nn.Module):
             )
         except RuntimeError as exc:  # timm raises RuntimeError for an unknown name
             raise ConfigError(f"model.vision.timm_name {cfg.timm_name!r}: {exc}") from exc
+        except AssertionError as exc:  # its shape checks, e.g. a width the heads do not divide
+            sizes = ", ".join(f"{k}={v}" for k, v in overrides.items())
+            raise ConfigError(
+                f"model.vision ({cfg.timm_name}, {sizes}) cannot be built: {exc}"
+            ) from exc
         if not hasattr(self.vit, "forward_intermediates") or not hasattr(self.vit, "blocks"):
             raise ConfigError(
                 f"model.vision.timm_name {cfg.timm_name!r} is not a ViT with blocks and "

@@ -170,7 +170,10 @@ def _load_tokenizer(tokenizer_path: str | os.PathLike | None):
     tok_path = Path(tokenizer_path) if tokenizer_path is not None else default_tokenizer_path()
     if not tok_path.is_dir():
         raise ConfigError(f"train-lm: tokenizer folder not found: {tok_path}")
-    return AutoTokenizer.from_pretrained(str(tok_path), local_files_only=True)
+    try:
+        return AutoTokenizer.from_pretrained(str(tok_path), local_files_only=True)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"train-lm: cannot read a tokenizer from {tok_path}: {exc}") from exc
 
 
 def _new_model(
