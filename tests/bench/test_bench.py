@@ -69,6 +69,8 @@ def spec_dict(tmp_path: Path, **changes) -> dict:
          "unknown config key 'mlm.corpus.splt' (did you mean 'split'?)"),
         ({"mlm": {"corpus": {"dataset": "synthetic", "options": [1]}}},
          "config key 'mlm.corpus.options' must be a mapping"),
+        ({"bootstrap": -1}, "spec: bootstrap must be an integer >= 0, got -1"),
+        ({"frames": 0}, "spec: frames must be an integer >= 1, got 0"),
     ],
 )  # fmt: skip
 def test_spec_errors_name_the_problem_before_any_work(tmp_path, change, message):

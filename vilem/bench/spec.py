@@ -443,7 +443,7 @@ def parse_spec(
     bootstrap = spec.bootstrap
     if quick and spec.quick.bootstrap is not None:
         bootstrap = spec.quick.bootstrap
-    return BenchSpec(
+    bench = BenchSpec(
         name=spec.name or Path(source).stem,
         out=out,
         models=models,
@@ -464,6 +464,11 @@ def parse_spec(
         is_quick=quick,
         source=source,
     )
+    try:  # the evaluation settings every cell shares, checked before any work
+        bench.eval_options()
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from exc
+    return bench
 
 
 def _notes(value: list[str], source: str) -> list[str]:
