@@ -267,7 +267,11 @@ def test_compare_command_writes_comparison_json(rec, tmp_path, capsys):
                  "--out", str(out)]) == 0  # fmt: skip
     comp = json.loads(out.read_text())
     assert comp["deltas"]["image_rsum"]["delta"] == 450.0 and comp["seeds"] == [0, 1]
-    assert "| image_rsum" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "| image_rsum" in printed
+    # why a row has no value is printed beside the table, not only in the JSON
+    reason = comp["deltas"]["video_zero_shot_rsum"]["note"]
+    assert "\nnotes:\n" in printed and f"video_zero_shot_rsum: {reason}" in printed
     assert main(["compare", str(results), "--model", "itc", "--baseline", "vilem",
                  "--ablation", "vilem"]) == 0  # fmt: skip
     assert "| vilem − itc: image_rsum" in capsys.readouterr().out

@@ -23,8 +23,12 @@ def comparison_table(comp: dict[str, Any]) -> str:
     def ci(c: list[float] | None) -> str:
         return "n/a" if not c else f"[{num(c[0])}, {num(c[1])}]"
 
+    notes: dict[str, list[str]] = {}  # why a value or interval is missing -> its rows
+
     def delta_row(label: str, d: dict[str, Any]) -> list:
         sig = {True: "yes", False: "no", None: "n/a"}[d["significant"]]
+        if d.get("note"):
+            notes.setdefault(d["note"], []).append(label)
         return [label, num(d["delta"]), ci(d["ci"]), sig, d["n_seeds"]]
 
     rows = [delta_row(key, d) for key, d in comp["deltas"].items()]
@@ -36,7 +40,10 @@ def comparison_table(comp: dict[str, Any]) -> str:
         for side in (k for k in abl if k.startswith("minus_")):
             rows += [delta_row(f"{name} − {side[6:]}: {key}", d) for key, d in abl[side].items()]
     headers = ["comparison", "Δ / value", "95% CI", "significant", "seeds"]
-    return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
+    table = tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
+    # the reasons stay beside the table, not only in the --out JSON
+    lines = [f"- {', '.join(labels)}: {note}" for note, labels in notes.items()]
+    return table + ("\n\nnotes:\n" + "\n".join(lines) if lines else "")
 
 
 def _compare(records: list, names: dict[str, Any]) -> dict[str, Any]:
