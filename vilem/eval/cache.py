@@ -30,6 +30,9 @@ def cache_key(parts: dict[str, Any]) -> str:
     return hashlib.sha256(payload).hexdigest()[:32]
 
 
+_ENTRY_NAME = re.compile(r"[0-9a-f]{32}")  # cache_key's digest
+
+
 def cache_entries(directory: Path) -> list[Path]:
     """The files of ``directory`` that are cache entries (``<32 hex digits>.npy`` or ``.json``):
     all that ``vilem cache clear`` may delete, whatever else the folder holds."""
@@ -40,9 +43,6 @@ def cache_entries(directory: Path) -> list[Path]:
         for p in directory.iterdir()
         if p.suffix in (".npy", ".json") and _ENTRY_NAME.fullmatch(p.stem) and p.is_file()
     )
-
-
-_ENTRY_NAME = re.compile(r"[0-9a-f]{32}")
 
 
 def digest_strings(values: list[str]) -> str:
