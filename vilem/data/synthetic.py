@@ -406,9 +406,12 @@ class _SyntheticAdapter(DatasetAdapter):
         seed = options.get("seed")
         if isinstance(seed, str) and seed.strip().lstrip("-").isdigit():
             seed = int(seed)
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, Integral)):
-            # 1.5 or true is a mistake, not seed 1
-            raise ConfigError(f"dataset {self.name!r} option seed must be an integer, got {seed!r}")
+        if seed is not None and (
+            isinstance(seed, bool) or not isinstance(seed, Integral) or seed < 0
+        ):  # 1.5 or true is a mistake, not seed 1; -1 is no seed `vilem data` takes
+            raise ConfigError(
+                f"dataset {self.name!r} option seed must be a non-negative integer, got {seed!r}"
+            )
         self.seed = None if seed is None else int(seed)
         self.manifest: dict[str, Any] | None = None
 
