@@ -71,6 +71,12 @@ def spec_dict(tmp_path: Path, **changes) -> dict:
          "config key 'mlm.corpus.options' must be a mapping"),
         ({"bootstrap": -1}, "spec: bootstrap must be an integer >= 0, got -1"),
         ({"frames": 0}, "spec: frames must be an integer >= 1, got 0"),
+        ({"models": {}}, "spec: the benchmark matrix has no cells: it has no models"),
+        ({"models": {}, "datasets": {}},
+         "the benchmark matrix has no cells: it has no models and no datasets"),
+        ({"tasks": []}, "the benchmark matrix has no cells: it has no tasks"),
+        ({"exclude": [{"dataset": "syn"}, {"dataset": "vid"}]},
+         "the benchmark matrix has no cells: `exclude` removes every cell"),
     ],
 )  # fmt: skip
 def test_spec_errors_name_the_problem_before_any_work(tmp_path, change, message):

@@ -468,7 +468,19 @@ def parse_spec(
         bench.eval_options()
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}") from exc
+    _check_not_empty(bench)
     return bench
+
+
+def _check_not_empty(bench: BenchSpec) -> None:
+    """A matrix with no cell is a mistake (a missing section, an exclusion that matches all),
+    not a benchmark that succeeded."""
+    if bench.cells():
+        return
+    empty = [k for k in ("models", "datasets", "tasks") if not getattr(bench, k)]
+    why = f"it has no {' and no '.join(empty)}" if empty else "`exclude` removes every cell"
+    quick = " (with --quick)" if bench.is_quick else ""
+    raise ConfigError(f"{bench.source}: the benchmark matrix has no cells{quick}: {why}")
 
 
 def _notes(value: list[str], source: str) -> list[str]:
