@@ -152,6 +152,19 @@ def test_save_overwrites_atomically_without_leftovers(tmp_path):
     assert load_model(tmp_path).temp.item() == pytest.approx(0.3)
 
 
+@pytest.mark.parametrize("kind", ["hf-clip", "hf"])
+def test_a_vilem_checkpoint_given_to_a_transformers_spec_names_the_vilem_spec(saved, kind):
+    folder = saved[1]
+    with pytest.raises(ConfigError, match=f"is a vilem checkpoint.*use vilem:{folder}"):
+        MODELS.get(kind)(str(folder), "cpu")
+
+
+def test_a_config_without_model_type_is_not_a_transformers_folder(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"hidden_size": 8}))
+    with pytest.raises(ConfigError, match="config.json has no model_type"):
+        MODELS.get("hf-clip")(str(tmp_path), "cpu")
+
+
 def test_vilem_spec_builds_a_retrieval_model(saved):
     model, folder = saved
     retrieval = MODELS.get("vilem")(str(folder), "cpu")

@@ -210,9 +210,21 @@ def _check_folder(kind: str, argument: str | None) -> Path:
             f"{kind} folder {folder} has no config.json (a transformers {family.model_class})"
         )
     try:
-        model_type = json.loads((folder / "config.json").read_text()).get("model_type")
+        config = json.loads((folder / "config.json").read_text())
+        model_type = config.get("model_type")
     except (OSError, ValueError, AttributeError) as exc:
         raise ConfigError(f"{kind} folder {folder}: config.json is not a JSON object") from exc
+    from vilem.model.checkpoint import FORMAT  # imported here: it loads the model's towers
+
+    if config.get("format") == FORMAT:
+        raise ConfigError(
+            f"{folder} is a vilem checkpoint, not a transformers folder: use vilem:{folder}"
+        )
+    if model_type is None:
+        raise ConfigError(
+            f"{kind} folder {folder}: config.json has no model_type, so it is not a transformers "
+            f"model folder (save one with save_pretrained)"
+        )
     if family.model_type and model_type != family.model_type:
         raise ConfigError(
             f"{kind} folder {folder} holds a {model_type!r} model, not {family.model_type!r}: "
