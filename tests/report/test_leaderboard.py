@@ -7,7 +7,7 @@ import pytest
 from vilem.errors import ConfigError, DataError
 from vilem.report.compare import Delta, paired_delta
 from vilem.report.tables import leaderboard
-from vilem.results import collect
+from vilem.results import Protocol, collect, write_result
 
 
 def md_table(text: str) -> dict[str, dict[str, str]]:
@@ -216,6 +216,28 @@ def test_collect_keeps_the_finished_duplicate_and_reports_the_other(rec, tmp_pat
     records, problems = collect(tmp_path)
     assert [r.status for r in records] == ["ok"]
     assert len(problems) == 1 and "duplicate" in problems[0].reason
+
+
+def test_a_rerun_that_failed_beside_a_finished_result_does_not_split_its_row(rec, tmp_path):
+    # the bench keeps the ok result and writes the failure beside it; the failed run never
+    # loaded the model, so it records no device or preprocessing (the files differ: no duplicate)
+    done = rec.retrieval("A", [1] * 6 + [20] * 4)
+    done.protocol = Protocol(preprocessing={"image_size": 32}, device="cpu")
+    done.created = "2026-12-01T10:00:00Z"
+    again = rec.failed("A")
+    again.protocol = Protocol(preprocessing=None, device=None)
+    again.created = "2026-12-01T11:00:00Z"
+    write_result(tmp_path / "A" / "synthetic__retrieval.json", done)
+    write_result(tmp_path / "A" / "synthetic__retrieval.failed.json", again)
+    records, problems = collect(tmp_path)
+    assert len(records) == 2 and not problems
+    text = leaderboard(records, "retrieval")
+    rows = md_table(text)
+    assert list(rows) == ["A"] and rows["A"]["t2i_R@1 ↑"] == "60.0"
+    assert "A: a later run failed" in text
+    # an older failure (the finished rerun came after it) needs no note
+    again.created = "2026-12-01T09:00:00Z"
+    assert "a later run failed" not in leaderboard([done, again], "retrieval")
 
 
 def test_collect_of_a_missing_folder_is_a_clear_error(tmp_path):

@@ -74,6 +74,11 @@ def _legend(table: Table) -> list[str]:
                 f"{row.model}: seed(s) {', '.join(map(str, row.failed_seeds))} failed and are "
                 f"left out."
             )
+        if row.failed_later:
+            lines.append(
+                f"{row.model}: a later run failed (its .failed.json file is kept beside the "
+                f"result); the row is the last finished run."
+            )
     if table.baseline is not None:
         over = "seeds and queries, pairing seeds" if pooled else "queries"
         lines.append(

@@ -23,7 +23,7 @@ the seeds both rows have (see ``vilem.report.compare``).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -95,21 +95,21 @@ def _compatible(a: dict[str, Any], b: dict[str, Any]) -> bool:
     return all(a[k] == b[k] for k in a.keys() & b.keys() if a[k] is not None and b[k] is not None)
 
 
-def protocol_groups(records: Sequence[Result]) -> list[list[Result]]:
-    """``records`` split by ``Result.benchmark``: finished runs by exact protocol, then each
-    failed run joins the first group it is compatible with (else starts its own)."""
+def protocol_groups(
+    records: Sequence[Result], key: Callable[[Result], dict[str, Any]] = Result.benchmark
+) -> list[list[Result]]:
+    """``records`` split by ``key`` (the benchmark protocol): finished runs by exact protocol,
+    then each failed run joins the first group it is compatible with (else starts its own)."""
     groups: dict[str, list[Result]] = {}
     for r in records:
         if r.ok:
-            groups.setdefault(digest(r.benchmark()), []).append(r)
+            groups.setdefault(digest(key(r)), []).append(r)
     for r in records:
         if r.ok:
             continue
-        home = next(
-            (g for g in groups.values() if _compatible(g[0].benchmark(), r.benchmark())), None
-        )
+        home = next((g for g in groups.values() if _compatible(key(g[0]), key(r))), None)
         if home is None:
-            groups[digest(r.benchmark())] = [r]
+            groups[digest(key(r))] = [r]
         else:
             home.append(r)
     return list(groups.values())
@@ -177,6 +177,7 @@ class Row:
     delta: Delta | None = None
     runs: list[Result] = field(default_factory=list)  # the ok runs, one per seed
     failed_seeds: list[int] = field(default_factory=list)  # seeds left out: their run failed
+    failed_later: bool = False  # a rerun failed after the shown run finished (kept beside it)
     name: str = ""  # the model name (what --baseline names)
     source: str | None = None  # the results folder, when several were collected
     is_baseline: bool = False
@@ -361,19 +362,19 @@ def build_tables(
 def _rows(group: list[Result], everyone: list[tuple[str, str]], multi_source: bool) -> list[Row]:
     """A table's rows: per (model, results folder), one row per model-side protocol (labelled
     when there are several), pooling training seeds; models without a result are missing."""
-    cells: dict[tuple[str, str], dict[str, list[Result]]] = {}
+    cells: dict[tuple[str, str], list[Result]] = {}
     for r in group:
-        key = (r.model.name, r.source or "")
-        cells.setdefault(key, {}).setdefault(digest(r.row_protocol()), []).append(r)
+        cells.setdefault((r.model.name, r.source or ""), []).append(r)
     rows = []
     for name, source in everyone:
         label = f"{name} [{source}]" if multi_source else name
-        variants = cells.get((name, source), {})
+        # a failed run (it never learned the device or preprocessing) joins a variant it fits
+        variants = protocol_groups(cells.get((name, source), []), Result.row_protocol)
         if not variants:
             rows.append(Row(label, "missing", None, name=name, source=source or None))
             continue
-        protos = [rs[0].row_protocol() for rs in variants.values()]
-        for runs, proto in zip(variants.values(), protos, strict=True):
+        protos = [rs[0].row_protocol() for rs in variants]
+        for runs, proto in zip(variants, protos, strict=True):
             suffix = _row_variant(proto, protos)
             row = _row(f"{label} ({suffix})" if suffix else label, runs)
             row.name, row.source = name, source or None
@@ -411,13 +412,15 @@ def _row(label: str, runs: list[Result]) -> Row:
     by_seed: dict[int | None, Result] = {}
     for r in sorted(runs, key=lambda r: (r.ok, r.created)):
         by_seed[train_seed(r)] = r  # an ok run, then the newest, wins its seed
-    runs = list(by_seed.values())
-    ok = sorted((r for r in runs if r.ok), key=_seed_key)
+    ok = sorted((r for r in by_seed.values() if r.ok), key=_seed_key)
     if not ok:
         return Row(label, "failed", None)
-    failed = sorted(s for r in runs if not r.ok and (s := train_seed(r)) is not None)
+    failed = sorted(s for r in by_seed.values() if not r.ok and (s := train_seed(r)) is not None)
+    later = any(
+        not r.ok and r.created > by_seed[train_seed(r)].created for r in runs if r.created
+    )
     record = ok[0] if len(ok) == 1 else pool_records(ok)
-    return Row(label, "ok", record, runs=ok, failed_seeds=failed)
+    return Row(label, "ok", record, runs=ok, failed_seeds=failed, failed_later=later)
 
 
 def _seed_key(r: Result) -> tuple[bool, int]:
