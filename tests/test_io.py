@@ -34,6 +34,10 @@ def test_read_json_names_the_file_and_line(tmp_path: Path):
         read_json(bad, "annotation file")
     with pytest.raises(DataError, match="annotation file not found"):
         read_json(tmp_path / "missing.json", "annotation file")
+    bad.write_text('{"caption": "a dog')  # json says "Unterminated string starting at"
+    with pytest.raises(DataError) as exc:
+        read_json(bad, "annotation file")
+    assert str(exc.value).endswith("Unterminated string starting at line 1, column 13")
 
 
 def test_resolve_inside_rejects_escapes(tmp_path: Path):

@@ -129,7 +129,10 @@ def read_json(path: str | os.PathLike, what: str = "JSON file") -> Any:
         with open(path, encoding="utf-8-sig") as f:
             return json.load(f)
     except json.JSONDecodeError as exc:
-        raise DataError(f"{what} {path} is not valid JSON: {exc.msg} at line {exc.lineno}") from exc
+        where = f"at line {exc.lineno}, column {exc.colno}"  # json's msg may end in "at"
+        raise DataError(
+            f"{what} {path} is not valid JSON: {exc.msg.removesuffix(' at')} {where}"
+        ) from exc
     except UnicodeDecodeError as exc:
         raise DataError(f"{what} {path} is not UTF-8 text: {exc}") from exc
 
