@@ -7,6 +7,7 @@ import difflib
 import importlib
 import os
 import sys
+import traceback
 from collections.abc import Callable, Iterator
 from importlib.metadata import entry_points
 from typing import Generic, TypeVar
@@ -54,6 +55,12 @@ def load_target(target: str, what: str) -> object:
         raise ConfigError(f"{what}: importing {module_name} failed: {exc}") from exc
     except (ImportError, SyntaxError) as exc:
         raise ConfigError(f"{what}: importing {module_name} failed: {exc}") from exc
+    except Exception as exc:  # the module's own code raised: say what and where, in one line
+        frames = traceback.extract_tb(exc.__traceback__)
+        at = f" ({frames[-1].filename}, line {frames[-1].lineno})" if frames else ""
+        raise ConfigError(
+            f"{what}: importing {module_name} raised {type(exc).__name__}: {exc}{at}"
+        ) from exc
     where = module_name
     for part in attr.split("."):
         if not hasattr(obj, part):

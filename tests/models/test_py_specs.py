@@ -171,6 +171,13 @@ def test_a_module_whose_own_import_fails_is_named(tmp_path, monkeypatch):
         load_model("py:vilem_test_broken:build")
     with pytest.raises(ConfigError, match="importing vilem_test_syntax failed"):
         load_model("py:vilem_test_syntax:build")
+    (tmp_path / "vilem_test_raises.py").write_text("X = 1\nraise RuntimeError('no GPU here')\n")
+    with pytest.raises(ConfigError) as exc:
+        load_model("py:vilem_test_raises:build")
+    where = tmp_path / "vilem_test_raises.py"
+    assert str(exc.value).endswith(
+        f"importing vilem_test_raises raised RuntimeError: no GPU here ({where}, line 2)"
+    )
 
 
 def test_outputs_that_are_not_embeddings_are_refused(plugin):
