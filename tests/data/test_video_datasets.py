@@ -115,6 +115,11 @@ def test_didemo_video_named_as_annotated_or_converted_to_mp4(tmp_path):
         (lambda e: e[1].pop("description"), r"entry 1 \(video .*\): missing key 'description'"),
         (lambda e: e[2].update(times=[[1]]), r"entry 2 .*'times' entry \[1\] is not a"),
         (lambda e: e[0].update(times=[]), r"entry 0 .*'times' should be a non-empty list"),
+        # json reads NaN and 1e400 (inf); a span window from them used to end in a traceback
+        (lambda e: e[0].update(times=[[float("nan"), 0]]), r"\[nan, 0\] is not a pair of segm"),
+        (lambda e: e[0].update(times=[[0, float("inf")]]), r"\[0, inf\] is not a pair of segments"),
+        (lambda e: e[0].update(times=[[0, 6]]), r"\[0, 6\] is not a pair of segments 0-5"),
+        (lambda e: e[0].update(times=[[-1, 0]]), r"\[-1, 0\] is not a pair of segments 0-5"),
         (lambda e: e[3].update(video="../../x.mp4"), r"outside the dataset root"),
     ],
 )

@@ -31,6 +31,7 @@ from vilem.io import read_json
 
 SEGMENT_SECONDS = 5.0
 ANNOTATED = (0.0, 30.0)  # six 5-second segments
+LAST_SEGMENT = 5  # segments are numbered 0-5
 _WINDOW_WORDS = {
     "annotated": "seconds 0-30 of each video, the annotated part (DiDeMo's six 5-s segments)",
     "span": "from the earliest to the latest described moment of each video "
@@ -48,8 +49,10 @@ def moment(times: Any, path: Path, where: str) -> Window:
         ok = isinstance(pair, list) and len(pair) == 2
         if not ok or not all(isinstance(t, int | float) and not isinstance(t, bool) for t in pair):
             raise problem(path, where, f"'times' entry {pair!r} is not a [first, last] pair")
-        if min(pair) < 0:
-            raise problem(path, where, f"'times' entry {pair!r} has a negative segment")
+        if not all(0 <= t <= LAST_SEGMENT for t in pair):  # NaN fails this too
+            raise problem(
+                path, where, f"'times' entry {pair!r} is not a pair of segments 0-{LAST_SEGMENT}"
+            )
         firsts.append(min(pair))
         lasts.append(max(pair))
     start = SEGMENT_SECONDS * sum(firsts) / len(firsts)
