@@ -171,6 +171,25 @@ def test_csv_without_the_language_column_is_refused(tmp_path):
         load_split("msvd", "test", root=tmp_path)
 
 
+def test_an_unbalanced_quote_in_the_csv_is_refused_not_merged_into_one_caption(tmp_path):
+    make_msvd(tmp_path)
+    path = tmp_path / "MSR Video Description Corpus.csv"
+    lines = path.read_text().splitlines(keepends=True)
+    clip = lines[1].split(",")
+    lines[1] = ",".join(clip[:7]) + ',"someone cooks food\n'  # opens a quote, never closes it
+    lines[4] = lines[4].rstrip("\n") + '"\n'  # a later stray quote ends the runaway field
+    path.write_text("".join(lines))
+    with pytest.raises(DataError, match=r"lines 2-5: one field spans several lines \(an unbal"):
+        load_split("msvd", "test", root=tmp_path)
+
+
+def test_a_clip_under_two_vid_numbers_is_refused(tmp_path):
+    make_msvd(tmp_path, split="mapping")
+    (tmp_path / "youtube_mapping.txt").write_text("-4wsuPCjDBc_5_15 vid1\n-4wsuPCjDBc_5_15 vid2\n")
+    with pytest.raises(DataError, match=r"line 2: clip '-4wsuPCjDBc_5_15' is listed twice"):
+        load_split("msvd", "train", root=tmp_path)
+
+
 def test_bad_mapping_line_names_the_line(tmp_path):
     make_msvd(tmp_path, split="mapping")
     (tmp_path / "youtube_mapping.txt").write_text("-4wsuPCjDBc_5_15 vid1\nbroken\n")

@@ -279,6 +279,17 @@ def test_vatex_video_missing_from_the_captions_is_named(tmp_path):
         load_split("vatex", "test", root=tmp_path)
 
 
+def test_vatex_video_listed_twice_in_the_captions_is_refused(tmp_path):
+    make_vatex(tmp_path)
+    path = tmp_path / "vatex_validation_v1.0.json"
+    entries = json.loads(path.read_text())
+    entries.append({**entries[0], "enCap": ["overridden"]})  # would replace its 10 captions
+    path.write_text(json.dumps(entries))
+    twice = entries[0]["videoID"]
+    with pytest.raises(DataError, match=rf"entry \d+: videoID '{twice}' is listed twice \(entr"):
+        load_split("vatex", "test", root=tmp_path)
+
+
 def test_vatex_missing_split_list_names_both_forms(tmp_path):
     make_vatex(tmp_path)
     with pytest.raises(DataError, match=r"val_list\.txt or val_names\.npy not found"):

@@ -103,10 +103,16 @@ def _csv_captions(path: Path) -> tuple[dict[str, list[str]], int]:
             if missing:
                 raise problem(path, "row 1 (header)", f"missing column {missing[0]!r}")
             col = {c: header.index(c) for c in CSV_COLUMNS}
+            last = reader.line_num
             for fields in reader:
+                first, last = last + 1, reader.line_num
                 if not fields:
                     continue
                 where = f"row {reader.line_num}"
+                if first != last and any("\n" in x or "\r" in x for x in fields):
+                    # an unclosed quote: the reader ran on, taking the next rows as this text
+                    raise problem(path, f"lines {first}-{last}", "one field spans several "
+                                  "lines (an unbalanced \" quote?)")  # fmt: skip
                 if len(fields) < len(header):
                     raise problem(
                         path, where, f"{len(fields)} fields, the header has {len(header)}"
@@ -132,6 +138,7 @@ def _mapping_ids(path: Path, split: str) -> list[str]:
     """The clips of ``split`` from youtube_mapping.txt, in vid order."""
     lo, hi = RANGES[split]
     found: dict[int, str] = {}
+    clips: set[str] = set()
     for n, line in enumerate(read_lines(path), start=1):
         if not line.strip():
             continue
@@ -141,7 +148,10 @@ def _mapping_ids(path: Path, split: str) -> list[str]:
         number = int(parts[1][3:])
         if number in found:
             raise problem(path, f"line {n}", f"vid{number} is listed twice")
+        if parts[0] in clips:  # one clip as two gallery items: one of them always misses
+            raise problem(path, f"line {n}", f"clip {parts[0]!r} is listed twice")
         found[number] = parts[0]
+        clips.add(parts[0])
     return [found[k] for k in sorted(found) if lo <= k <= hi]
 
 

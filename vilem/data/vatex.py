@@ -46,10 +46,15 @@ def read_captions(path: Path) -> dict[str, list[str]]:
     else:
         raise DataError(f"{path}: expected a list of videos or an object keyed by videoID")
     out: dict[str, list[str]] = {}
+    first: dict[str, int] = {}
     for k, entry in enumerate(entries):
         if not isinstance(entry, dict) or not isinstance(entry.get("videoID"), str):
             raise problem(path, f"entry {k}", "expected an object with a 'videoID' string")
         video_id = entry["videoID"].strip()
+        if video_id in first:  # the later entry would silently replace the earlier captions
+            raise problem(path, f"entry {k}", f"videoID {video_id!r} is listed twice "
+                          f"(entries {first[video_id]} and {k})")  # fmt: skip
+        first[video_id] = k
         out[video_id] = caption_list(entry.get("enCap"), path, f"video {video_id} 'enCap'")
     return out
 
