@@ -38,6 +38,13 @@ PLUGIN = textwrap.dedent("""
         return _split("pairs-fn", split, root or ".", list(texts))
 
 
+    def twice(split, root=None):
+        root = Path(root or ".")
+        return Split("twice", split, root, "image", ["a", "b", "a"],
+                     [root / "a.png", root / "b.png", root / "a.png"], ["x", "y", "z"],
+                     [0, 1, 2], "rev1")
+
+
     def wrong(split, root=None):
         return {"texts": []}
 
@@ -89,3 +96,9 @@ def test_bad_dataset_targets_are_one_clear_line(plugin, target, message):
 def test_options_a_function_does_not_take_are_refused(plugin):
     with pytest.raises(ConfigError, match=r"cannot be called as \(split, root=..., \*\*options\)"):
         load_split(f"py:{plugin}:pairs", "test", colour="red")
+
+
+def test_a_split_listing_an_item_twice_is_refused(plugin, tmp_path):
+    # the item would be two gallery entries with the same media: one of them always misses
+    with pytest.raises(DataError, match=r"twice/test: item 'a' is listed twice \(items 0 and 2\)"):
+        load_split(f"py:{plugin}:twice", "test", root=tmp_path)

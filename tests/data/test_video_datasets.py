@@ -22,6 +22,7 @@ from fixtures_video import (
     write_clip,
 )
 
+from vilem.bench.spec import parse_spec
 from vilem.data import DATASETS, load_split
 from vilem.data.base import file_digest
 from vilem.errors import ConfigError, DataError
@@ -151,6 +152,19 @@ def test_didemo_unknown_window_suggests_the_closest(tmp_path):
 
 
 # -- ActivityNet ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("asked", ["test", "val"])
+def test_activitynet_without_a_test_split_names_the_usual_one(tmp_path, asked):
+    # `val` would otherwise suggest val_2, and the CLI's default split is test
+    make_activitynet(tmp_path)
+    hint = r"has no split '\w+' \(the usual retrieval test is 'val_1'\); splits: train, val_1"
+    with pytest.raises(DataError, match=hint):
+        load_split("activitynet", asked, root=tmp_path)
+    spec = {"models": {"m": {"spec": "random"}}, "datasets": {"a": {"dataset": "activitynet",
+            "root": str(tmp_path), "split": asked}}}  # fmt: skip
+    with pytest.raises(ConfigError, match=r"activitynet has no split .*the usual retrieval test"):
+        parse_spec(spec)
 
 
 def test_activitynet_val_1_is_paragraph_to_video_over_whole_videos(tmp_path):

@@ -398,11 +398,11 @@ def _datasets(spec: SpecFile, quick: bool, source: str) -> list[DatasetEntry]:
             datasets.append(d)
             continue
         _require_dataset(d.dataset, f"{source}: datasets.{d.name}")
-        splits = DATASETS.get(d.dataset).splits
-        if d.split not in splits:
+        adapter = DATASETS.get(d.dataset)
+        if d.split not in adapter.splits:
             raise ConfigError(
                 f"{source}: datasets.{d.name}: {d.dataset} has no split {d.split!r}"
-                f"{closest(d.split, list(splits))}"
+                f"{adapter.split_hint(d.split)}"
             )
         datasets.append(d)
     return datasets

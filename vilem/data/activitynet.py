@@ -62,6 +62,7 @@ class ActivityNet(VideoTextAdapter):
     """ActivityNet Captions videos and paragraphs; evaluation checks the videos."""
 
     splits = ("train", "val_1", "val_2")
+    usual_test = "val_1"
     description = (
         "ActivityNet Captions paragraph-to-video retrieval (val_1: 4,917 videos); options: "
         "protocol=paragraph|multi, window=video|span"

@@ -86,6 +86,15 @@ class Split:
             self.windows = [None if w is None else _window(w) for w in self.windows]
         if len(self.items) != len(self.item_paths):
             raise ValueError("items and item_paths differ in length")
+        if len(set(self.items)) != len(self.items):  # one item as two: one always counts a miss
+            first: dict[str, int] = {}
+            for i, item in enumerate(self.items):
+                if item in first:
+                    raise DataError(
+                        f"{self.dataset}/{self.split}: item {item!r} is listed twice "
+                        f"(items {first[item]} and {i}); item ids must be unique"
+                    )
+                first[item] = i
         if len(self.texts) != len(self.text_to_item):
             raise ValueError("texts and text_to_item differ in length")
         if len(self.text_to_item) and (
@@ -197,12 +206,21 @@ class DatasetAdapter(ABC):
     modality: ClassVar[Modality]
     splits: ClassVar[tuple[str, ...]]
     description: ClassVar[str] = ""
+    # where no split is called test: the one papers report (named when "test" or "val" is asked)
+    usual_test: ClassVar[str | None] = None
     # follow symlinks inside the root that lead out of it (the ``allow_symlinks`` option)
     allow_symlinks: bool = False
 
     def __init__(self, root: str | os.PathLike | None = None, **options: Any):
         self.root = Path(root) if root is not None else default_root(self.name)
         self.options = options
+
+    @classmethod
+    def split_hint(cls, split: str) -> str:
+        """' (did you mean X?)' for a split this dataset lacks, or the usual test split."""
+        if cls.usual_test is not None and split in ("test", "val"):
+            return f" (the usual retrieval test is {cls.usual_test!r})"
+        return closest(split, list(cls.splits))
 
     @abstractmethod
     def _load(self, split: str) -> Split:
@@ -211,7 +229,7 @@ class DatasetAdapter(ABC):
     def load_split(self, split: str) -> Split:
         if split not in self.splits:
             raise DataError(
-                f"dataset {self.name!r} has no split {split!r}{closest(split, list(self.splits))}; "
+                f"dataset {self.name!r} has no split {split!r}{self.split_hint(split)}; "
                 f"splits: {', '.join(self.splits)}"
             )
         if not self.root.is_dir():
