@@ -212,6 +212,20 @@ def test_activitynet_timestamps_must_match_the_sentences(tmp_path):
         load_split("activitynet", "val_1", root=tmp_path)
 
 
+@pytest.mark.parametrize(
+    ("duration", "message"),
+    [("10", r"'duration': '10' is not a number of seconds"),
+     (float("nan"), r"'duration': nan is not a number of seconds"),
+     (0, r"'duration' 0.0 is not positive")],
+)  # fmt: skip
+def test_activitynet_a_bad_duration_is_refused_not_ignored(tmp_path, duration, message):
+    data = activitynet_val_1()
+    data["v_bXdq2zI1Ms0"]["duration"] = duration
+    (tmp_path / "val_1.json").write_text(json.dumps(data))
+    with pytest.raises(DataError, match=rf"video v_bXdq2zI1Ms0.*{message}"):
+        load_split("activitynet", "val_1", root=tmp_path, window="span")
+
+
 def test_activitynet_empty_sentence_names_the_video(tmp_path):
     data = activitynet_val_1()
     data["v_uqiMw7tQ1Cc"]["sentences"][1] = "  "
@@ -248,6 +262,13 @@ def test_lsmdc_line_with_wrong_field_count_names_the_line(tmp_path):
     path.write_text(path.read_text() + "1010_TITANIC_00.41.50.000-00.41.52.000\tonly two\n")
     with pytest.raises(DataError, match=r"publictect\.csv: line 3: 2 tab-separated fields"):
         load_split("lsmdc", "test", root=tmp_path)
+
+
+def test_lsmdc_trailing_tabs_are_not_a_field(tmp_path):
+    make_lsmdc(tmp_path)
+    path = tmp_path / "LSMDC16_challenge_1000_publictect.csv"
+    path.write_text("".join(line + "\t\n" for line in path.read_text().splitlines()))
+    assert pairs(load_split("lsmdc", "test", root=tmp_path)) == LSMDC_TEST
 
 
 def test_lsmdc_missing_val_file_is_named(tmp_path):

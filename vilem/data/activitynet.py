@@ -51,9 +51,11 @@ def _span(entry: dict, n: int, path: Path, where: str) -> Window | None:
         pairs.append((min(a, b), max(a, b)))  # a few real entries have them reversed
     start = max(0.0, min(a for a, _ in pairs))
     end = max(b for _, b in pairs)
-    duration = entry.get("duration")
-    if isinstance(duration, int | float) and not isinstance(duration, bool) and duration > 0:
-        end = min(end, float(duration))
+    if entry.get("duration") is not None:  # known: the window ends there at the latest
+        duration = _seconds(entry["duration"], path, f"{where} 'duration'")
+        if duration <= 0:
+            raise problem(path, where, f"'duration' {duration!r} is not positive")
+        end = min(end, duration)
     return (start, end) if end > start else None
 
 

@@ -36,6 +36,8 @@ def read_annotations(path: Path) -> dict[str, list[str]]:
         if not line.strip():
             continue
         fields = line.split("\t")
+        while len(fields) > FIELDS and not fields[-1].strip():
+            fields.pop()  # trailing tabs (CLIP4Clip strips the line first)
         if len(fields) != FIELDS:
             raise problem(
                 path,
