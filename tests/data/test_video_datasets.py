@@ -300,6 +300,16 @@ def test_vatex_reads_clip2video_dict_captions(tmp_path):
     assert load_split("vatex", "test", root=tmp_path).items == VATEX_TEST
 
 
+def test_vatex_dict_captions_that_are_not_objects_name_the_video(tmp_path):
+    make_vatex(tmp_path)
+    (tmp_path / "vatex_validation_v1.0.json").unlink()
+    data = {v: caps for v, caps in VATEX_VALIDATION.items()}  # lists, not {"enCap": [...]}
+    (tmp_path / "vatex_data.json").write_text(json.dumps(data))
+    first = next(iter(data))
+    with pytest.raises(DataError, match=rf"video {first}: expected an object with 'enCap', got"):
+        load_split("vatex", "test", root=tmp_path)
+
+
 def test_vatex_object_array_split_file_is_refused_without_unpickling(tmp_path):
     make_vatex(tmp_path, "npy")
     np.save(tmp_path / "public_split" / "tst_names.npy", np.array(VATEX_TEST, dtype=object))
