@@ -38,11 +38,12 @@ def read_captions(path: Path) -> dict[str, list[str]]:
     """videoID -> English captions from an official VATEX file or CLIP2Video's dict form."""
     data = read_json(path, "VATEX caption file")
     if isinstance(data, dict):
+        entries: list[Any] = []
         for k, v in data.items():
             if not isinstance(v, dict):
                 raise problem(path, f"video {k}", f"expected an object with 'enCap', got "
                               f"{type(v).__name__}")  # fmt: skip
-        entries: list[Any] = [{"videoID": k, **v} for k, v in data.items()]
+            entries.append({"videoID": k, **v})
     elif isinstance(data, list):
         entries = data
     else:

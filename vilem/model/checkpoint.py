@@ -15,12 +15,12 @@ from safetensors.torch import load_file, save
 
 from vilem.errors import ConfigError, DataError
 from vilem.io import PICKLE_SUFFIXES, atomic_write_bytes, atomic_write_json, read_json, safe_weights
-from vilem.model.config import config_from_dict, config_to_dict
+from vilem.model.config import CHECKPOINT_FORMAT, config_from_dict, config_to_dict
 from vilem.model.vilem import ViLEM
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
-FORMAT = "vilem-checkpoint"
+FORMAT = CHECKPOINT_FORMAT
 FORMAT_VERSION = 1
 
 

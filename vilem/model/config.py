@@ -11,6 +11,10 @@ from typing import Any
 from vilem.config import from_dict, to_dict
 from vilem.errors import ConfigError
 
+# what a checkpoint's config.json says it is (here, not in checkpoint.py, so that code telling
+# checkpoints apart from other model folders need not import the towers)
+CHECKPOINT_FORMAT = "vilem-checkpoint"
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)  # pixel normalisation when the architecture has none
 IMAGENET_STD = (0.229, 0.224, 0.225)
 

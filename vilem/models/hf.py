@@ -25,6 +25,7 @@ import torch.nn.functional as F
 
 from vilem.errors import ConfigError
 from vilem.io import safe_weights
+from vilem.model.config import CHECKPOINT_FORMAT
 from vilem.models.base import RetrievalModel, register_model, state_dict_digest
 
 
@@ -214,9 +215,7 @@ def _check_folder(kind: str, argument: str | None) -> Path:
         model_type = config.get("model_type")
     except (OSError, ValueError, AttributeError) as exc:
         raise ConfigError(f"{kind} folder {folder}: config.json is not a JSON object") from exc
-    from vilem.model.checkpoint import FORMAT  # imported here: it loads the model's towers
-
-    if config.get("format") == FORMAT:
+    if config.get("format") == CHECKPOINT_FORMAT:
         raise ConfigError(
             f"{folder} is a vilem checkpoint, not a transformers folder: use vilem:{folder}"
         )

@@ -416,10 +416,9 @@ def _row(label: str, runs: list[Result]) -> Row:
     if not ok:
         return Row(label, "failed", None)
     failed = sorted(s for r in by_seed.values() if not r.ok and (s := train_seed(r)) is not None)
-    shown = {seed: r.created for seed, r in by_seed.items() if r.ok}
-    later = any(  # only where both times are known
-        not r.ok and r.created and shown.get(train_seed(r)) and r.created > shown[train_seed(r)]
-        for r in runs
+    shown = {train_seed(r): r.created for r in ok if r.created}  # when each shown run finished
+    later = any(
+        not r.ok and train_seed(r) in shown and r.created > shown[train_seed(r)] for r in runs
     )
     record = ok[0] if len(ok) == 1 else pool_records(ok)
     return Row(label, "ok", record, runs=ok, failed_seeds=failed, failed_later=later)
