@@ -225,6 +225,11 @@ def test_re_ranked_and_other_query_protocols_are_their_own_tables(tmp_path):
     assert main([*base, "--out", str(tmp_path / "r" / "qb.json"), "--rerank", "qb-norm"]) == 0
     assert main([*base, "--out", str(tmp_path / "r" / "one.json"),
                  "--data-option", "protocol=sentence"]) == 0  # fmt: skip
+    assert main([*base, "--out", str(tmp_path / "r" / "grouped.json"),
+                 "--i2t-ranking", "grouped"]) == 0  # fmt: skip
+    assert load_result(tmp_path / "r" / "grouped.json").protocol.settings == {
+        "i2t_ranking": "grouped"
+    }
     qb = load_result(tmp_path / "r" / "qb.json")
     assert qb.protocol.settings == {"rerank": "qb-norm",
                                     "querybank": "synthetic-video/train captions"}  # fmt: skip
@@ -233,6 +238,7 @@ def test_re_ranked_and_other_query_protocols_are_their_own_tables(tmp_path):
     records, _ = collect(tmp_path / "r")
     variants = sorted(t.variant for t in build_tables(records, "retrieval"))
     assert variants == [
+        "protocol multi, i2t grouped by item, texts 15",
         "protocol multi, plain similarities, texts 15",
         "protocol multi, re-ranked: dsl, texts 15",
         "protocol multi, re-ranked: qb-norm (querybank synthetic-video/train captions), texts 15",
@@ -240,6 +246,12 @@ def test_re_ranked_and_other_query_protocols_are_their_own_tables(tmp_path):
     ]
     # the querybank is never the evaluated split
     assert main([*base, "--rerank", "qb-norm", "--querybank-split", "test"]) == 2
+    # ranking options of retrieval are refused for a task that ranks nothing
+    for flags in (["--i2t-ranking", "grouped"], ["--rerank", "dsl"]):
+        assert main([*base, "--task", "probe", *flags]) == 2
+    with pytest.raises(SystemExit) as exc:  # argparse names the choices
+        main([*base, "--i2t-ranking", "best"])
+    assert exc.value.code == 2
 
 
 def test_a_masked_lm_another_run_is_training_holds_back_only_the_trained_models(tmp_path):

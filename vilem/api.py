@@ -40,7 +40,8 @@ def evaluate(
         save_embeddings: a folder to write the embeddings into (retrieval only).
         **options: any ``vilem.EvalOptions`` field: ``frames``, ``sampling``, ``bootstrap``,
             ``seed``, ``recall_ks``, ``precision``, ``limit``, ``batch_size``, ``num_workers``,
-            ``cache_dir`` (default None: no embedding cache), ``quiet``, ...
+            ``cache_dir`` (default None: no embedding cache), ``quiet``, ``rerank``,
+            ``i2t_ranking`` (``"grouped"``: CLIP4Clip's multi-caption item->text), ...
 
     Returns:
         The result: ``result.metrics``, ``result.intervals``, ``result.protocol``;

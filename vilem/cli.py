@@ -130,6 +130,7 @@ def _eval_options(args: argparse.Namespace, options: dict):
     querybank, label = _querybank(args, options)
     return EvalOptions(
         rerank=args.rerank,
+        i2t_ranking=args.i2t_ranking,
         querybank=querybank,
         querybank_label=label,
         batch_size=args.batch_size,
@@ -149,13 +150,14 @@ def _eval_options(args: argparse.Namespace, options: dict):
 
 def _cmd_eval(args: argparse.Namespace) -> int:
     from vilem.data import load_split
-    from vilem.eval.engine import evaluate
+    from vilem.eval.engine import check_ranking_options, evaluate
     from vilem.models import load_model
     from vilem.results import ModelRecord, write_result
 
     name = args.name or args.model
     args.out = eval_out_path(str(args.out), name, args.dataset, args.split, args.task)
     _check_eval_outputs(args)
+    check_ranking_options(args.task, args.rerank, args.i2t_ranking)  # before any data loads
     options = _options(args.data_option)
     opts = _eval_options(args, options)
     from vilem.dist import cleanup, init_distributed
@@ -235,6 +237,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     from vilem.eval.engine import PRECISIONS, SAMPLINGS, EvalOptions
     from vilem.eval.rerank import RERANKERS
     from vilem.eval.tasks import task_names
+    from vilem.metrics.ranking import I2T_RANKINGS
 
     d = EvalOptions()
     p = sub.add_parser("eval", help="evaluate a model on a dataset split")
@@ -270,6 +273,11 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
         "--rerank", choices=RERANKERS,
         help="re-rank retrieval with dual softmax or QB-Norm: reported as its own protocol "
         "(default: plain similarities)",
+    )  # fmt: skip
+    p.add_argument(
+        "--i2t-ranking", default=d.i2t_ranking, choices=I2T_RANKINGS,
+        help="item->text: rank each item's texts among all texts, or 'grouped': rank the items "
+        "by their best text, as CLIP4Clip's multi-caption video->text (its own protocol)",
     )  # fmt: skip
     p.add_argument(
         "--querybank-split", default="train", metavar="SPLIT",

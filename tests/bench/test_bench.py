@@ -69,6 +69,8 @@ def spec_dict(tmp_path: Path, **changes) -> dict:
          "unknown config key 'mlm.corpus.splt' (did you mean 'split'?)"),
         ({"mlm": {"corpus": {"dataset": "synthetic", "options": [1]}}},
          "config key 'mlm.corpus.options' must be a mapping"),
+        ({"datasets": {"d": {"dataset": "synthetic", "i2t_ranking": "group"}}},
+         "datasets.d.i2t_ranking 'group' is not one of all-texts, grouped"),
         ({"bootstrap": -1}, "spec: bootstrap must be an integer >= 0, got -1"),
         ({"frames": 0}, "spec: frames must be an integer >= 1, got 0"),
         ({"models": {}}, "spec: the benchmark matrix has no cells: it has no models"),
@@ -189,6 +191,26 @@ def test_a_changed_protocol_or_model_reruns_the_cell_and_says_why(tmp_path, caps
     summary = Runner(parse_spec(raw), quiet=True).run()
     assert sorted(summary.done) == ["random/syn__retrieval.json", "random1/syn__retrieval.json"]
     assert load_result(cell).dataset.split == "val"
+
+
+def test_a_grouped_item_to_text_dataset_is_its_own_protocol_for_retrieval_only(tmp_path, capsys):
+    raw = spec_dict(tmp_path, models={"random": {"spec": "random"}})
+    raw["datasets"]["vid"]["i2t_ranking"] = "grouped"
+    Runner(parse_spec(raw), quiet=True).run()
+    results = tmp_path / "out" / "results" / "random"
+    grouped = load_result(results / "vid__retrieval.json")
+    assert grouped.protocol.settings == {"i2t_ranking": "grouped"}
+    assert load_result(results / "vid__probe.json").protocol.settings == {}
+    assert load_result(results / "syn__retrieval.json").protocol.settings == {}
+    del raw["datasets"]["vid"]["i2t_ranking"]
+    summary = Runner(parse_spec(raw)).run()
+    assert summary.done == ["random/vid__retrieval.json"]  # the other cells are reused
+    assert "rerunning random/vid__retrieval.json: the protocol changed (settings" in (
+        capsys.readouterr().out
+    )
+    plain = load_result(results / "vid__retrieval.json")
+    assert plain.protocol.settings == {} and plain.metrics["t2i_R@1"] == grouped.metrics["t2i_R@1"]
+    assert plain.metrics["i2t_R@1"] <= grouped.metrics["i2t_R@1"]
 
 
 def test_a_failed_rerun_never_replaces_an_ok_result(tmp_path):

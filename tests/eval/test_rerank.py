@@ -140,6 +140,31 @@ def test_ranks_from_scores_agree_with_the_chunked_metrics():
     assert t2i.tolist() == want_t2i.tolist() and i2t.tolist() == want_i2t.tolist()
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_grouped_ranks_from_scores_agree_with_the_chunked_metrics(seed):
+    rng = np.random.default_rng(seed)
+    items = rng.integers(-3, 4, size=(7, 4)).astype(np.float32)  # exact products, ties too
+    texts = rng.integers(-3, 4, size=(16, 4)).astype(np.float32)
+    owner = np.concatenate([np.arange(7), rng.integers(0, 7, 9)])
+    sim = texts @ items.T
+    t2i, i2t = ranks_from_scores(sim, sim, owner, "grouped")
+    want_t2i, want_i2t = M.ranks(items, texts, owner, i2t_ranking="grouped")
+    assert t2i.tolist() == want_t2i.tolist() and i2t.tolist() == want_i2t.tolist()
+    plain = ranks_from_scores(sim, sim, owner)[1]
+    assert (i2t <= plain).all()  # rivals' extra texts can only push an item down among texts
+
+
+def test_grouped_ranks_equal_all_texts_with_one_text_per_item():
+    rng = np.random.default_rng(0)
+    sim = rng.standard_normal((9, 9))
+    owner = rng.permutation(9)
+    assert ranks_from_scores(sim, sim, owner, "grouped")[1].tolist() == (
+        ranks_from_scores(sim, sim, owner)[1].tolist()
+    )
+    t2i, i2t, _ = rerank_ranks(sim, owner, "dsl", i2t_ranking="grouped")
+    assert i2t.tolist() == rerank_ranks(sim, owner, "dsl")[1].tolist()
+
+
 def test_ranks_from_scores_hand_case_with_a_tie():
     scores = np.array([[0.9, 0.9, 0.1], [0.2, 0.8, 0.3], [0.1, 0.2, 0.3]])
     t2i, i2t = ranks_from_scores(scores, scores, [0, 1, 2])

@@ -121,6 +121,46 @@ def test_custom_ks_name_the_metrics_and_rsum_sums_them():
     assert "t2i_R@10" not in out
 
 
+def test_grouped_item_to_text_ranks_items_by_their_best_text():
+    # texts -> item 0 0 1 2 2 (rows: score on item0, item1, item2)
+    sims = np.array(
+        [
+            [0.9, 0.8, 0.2],  # t0 (item0)
+            [0.3, 0.7, 0.3],  # t1 (item0)
+            [0.5, 0.4, 0.95],  # t2 (item1)
+            [0.6, 0.1, 0.1],  # t3 (item2)
+            [0.2, 0.2, 0.3],  # t4 (item2)
+        ],
+        np.float32,
+    )
+    owner = [0, 0, 1, 2, 2]
+    plain_t2i, plain_i2t = M.ranks(ONE_HOT_3, sims, owner)
+    # item1 column .8 .7 .4 .1 .2: its text .4 is beaten by item0's .8 AND .7 -> 3 among texts,
+    # but by one item (item0, best .8) -> 2 among items (item2's best is .2)
+    # item2 column .2 .3 .95 .1 .3: its best .3; item0's best .3 ties it, item1's .95 beats it
+    # -> 3 either way (the tie ranks the rival first)
+    assert plain_i2t.tolist() == [1, 3, 3]
+    for chunk in (1, 2, None):
+        t2i, i2t = M.ranks(ONE_HOT_3, sims, owner, chunk_size=chunk, i2t_ranking="grouped")
+        assert i2t.tolist() == [1, 2, 3]
+        assert t2i.tolist() == plain_t2i.tolist() == [1, 3, 3, 3, 1]  # text->item unchanged
+    out = M.retrieval_metrics(ONE_HOT_3, sims, owner, ks=(1, 2), i2t_ranking="grouped")
+    assert out["i2t_R@2"] == pytest.approx(200 / 3) and out["i2t_meanr"] == pytest.approx(2.0)
+    with pytest.raises(ConfigError, match="item->text ranking 'best'"):
+        M.ranks(ONE_HOT_3, sims, owner, i2t_ranking="best")
+
+
+def naive_grouped_i2t(items, texts, owner):
+    """Reference: per item, every item's best text score, then a sort, rivals placed first."""
+    sims = items @ texts.T
+    out = []
+    for i, row in enumerate(sims):
+        best = np.array([row[owner == u].max() for u in range(len(items))])
+        order = np.lexsort((np.arange(len(items)) == i, -best))
+        out.append(int(np.flatnonzero(order == i)[0]) + 1)
+    return np.array(out)
+
+
 # ------------------------------------------------------------------------------ chunking
 
 
@@ -154,6 +194,8 @@ def test_chunked_ranks_equal_a_naive_sort_for_any_chunk_size(data):
         for fused in FUSED:  # rows in blocks of 4 plus a tail, near-ties kept and compared
             t2i, i2t = R._ranks(items, texts, owner, chunk, fused=fused)
             assert t2i.tolist() == expected[0].tolist() and i2t.tolist() == expected[1].tolist()
+        _, grouped = M.ranks(items, texts, owner, chunk_size=chunk, i2t_ranking="grouped")
+        assert grouped.tolist() == naive_grouped_i2t(items, texts, owner).tolist()
     # no room to keep near-ties: every item with a tied negative takes the exact fallback
     for fused in (False, *FUSED):
         t2i, i2t = R._ranks(items, texts, owner, chunk=3, window_budget=0, fused=fused)

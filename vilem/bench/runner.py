@@ -345,9 +345,12 @@ class Runner:
         )
 
     def cell_options(self, cell: Cell, cache_dir: Path | None = None):
-        """The spec's evaluation options, with the dataset's re-ranking for retrieval."""
+        """The spec's evaluation options, with the dataset's re-ranking and item->text ranking
+        for retrieval."""
         opts = self.spec.eval_options(cache_dir=cache_dir)
         d = self.spec.dataset(cell.dataset)
+        if cell.task == "retrieval":
+            opts.i2t_ranking = d.i2t_ranking
         if d.rerank is not None and cell.task == "retrieval":
             opts.rerank = d.rerank
             if d.rerank == "qb-norm":

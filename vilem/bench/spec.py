@@ -12,6 +12,7 @@ from vilem.config import from_dict, read_yaml
 from vilem.errors import ConfigError
 from vilem.eval.engine import PRECISIONS, SAMPLINGS, EvalOptions
 from vilem.eval.rerank import RERANKERS
+from vilem.metrics.ranking import I2T_RANKINGS
 from vilem.registry import closest
 
 _EVAL = EvalOptions()  # the defaults `vilem eval` has too
@@ -37,6 +38,7 @@ class DatasetEntry:
     options: dict[str, Any] = field(default_factory=dict)  # adapter options
     rerank: str | None = None  # re-rank its retrieval: dsl or qb-norm (its own protocol)
     querybank_split: str = "train"  # QB-Norm's querybank: this split's captions
+    i2t_ranking: str = "all-texts"  # or "grouped": CLIP4Clip's item->text (its own protocol)
 
 
 @dataclass
@@ -57,6 +59,7 @@ class _DatasetFields:  # a datasets.<name> entry as written
     options: dict[str, Any] = field(default_factory=dict)
     rerank: str | None = None
     querybank_split: str = "train"
+    i2t_ranking: str = "all-texts"
 
 
 @dataclass
@@ -387,6 +390,7 @@ def _datasets(spec: SpecFile, quick: bool, source: str) -> list[DatasetEntry]:
         merged = {**vars(entry), **{k: v for k, v in vars(patch).items() if v is not None}}
         merged["options"] = {**entry.options, **(patch.options or {})}
         d = DatasetEntry(name=str(name), **merged)
+        _choice(d.i2t_ranking, I2T_RANKINGS, f"datasets.{d.name}.i2t_ranking", source)
         if d.rerank is not None:
             _choice(d.rerank, RERANKERS, f"datasets.{d.name}.rerank", source)
             if d.rerank == "qb-norm" and d.querybank_split == d.split:

@@ -58,6 +58,8 @@ class EvalOptions:
     rerank: str | None = None  # retrieval re-ranked by "dsl" or "qb-norm" (a separate protocol)
     querybank: list[str] | None = None  # QB-Norm's querybank: training captions, never the test's
     querybank_label: str | None = None  # where it came from, e.g. "msrvtt/train-9k captions"
+    # item->text among all texts, or "grouped": among items by their best text (CLIP4Clip)
+    i2t_ranking: str = "all-texts"
 
     def __post_init__(self) -> None:
         if self.sampling not in SAMPLINGS:
@@ -76,6 +78,9 @@ class EvalOptions:
         if not self.recall_ks or any(int(k) < 1 for k in self.recall_ks):
             raise ConfigError(f"recall Ks must be positive integers, got {list(self.recall_ks)}")
         self.recall_ks = tuple(sorted({int(k) for k in self.recall_ks}))
+        from vilem.metrics.ranking import check_i2t_ranking
+
+        check_i2t_ranking(self.i2t_ranking)
         if self.rerank is not None:
             from vilem.eval.rerank import RERANKERS
 
@@ -328,6 +333,8 @@ def protocol(
         settings["rerank"] = opts.rerank
         if opts.rerank == "qb-norm":
             settings["querybank"] = opts.querybank_label
+    if opts.i2t_ranking != "all-texts":  # default: earlier protocols unchanged
+        settings["i2t_ranking"] = opts.i2t_ranking
     return Protocol(
         frames=opts.frames if video else None,
         sampling=opts.sampling if video else None,
@@ -344,6 +351,13 @@ def protocol(
         text_max_len=None if model is None else model.text_max_len,
         device=None if model is None else torch.device(model.device).type,
     )
+
+
+def check_ranking_options(task: str, rerank: str | None, i2t_ranking: str) -> None:
+    """Re-ranking and the item->text ranking are retrieval's: refused for another task."""
+    if task != "retrieval" and (rerank or i2t_ranking != "all-texts"):
+        what = "--rerank" if rerank else "--i2t-ranking"
+        raise ConfigError(f"{what} applies to --task retrieval only (task {task!r} ranks nothing)")
 
 
 def evaluate(
@@ -370,6 +384,7 @@ def evaluate(
             f"task {task!r} needs a ViLEM model with error-detection heads; "
             f"{record.spec or record.name} has none"
         )
+    check_ranking_options(task, opts.rerank, opts.i2t_ranking)
     if save_embeddings_dir is not None and task != "retrieval":
         raise ConfigError(
             f"--save-embeddings needs --task retrieval (task {task!r} saves no embeddings)"

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from vilem.errors import ConfigError, DataError
+from vilem.metrics.ranking import check_i2t_ranking, grouped_counts, text_groups
 
 RERANKERS = ("dsl", "qb-norm")
 DSL_TEMPERATURE = 0.01
@@ -123,16 +124,18 @@ def qb_norm(sim: Any, bank_sim: Any, beta: float = QB_BETA, k: int = QB_K) -> np
 
 
 def ranks_from_scores(
-    t2i_scores: Any, i2t_scores: Any, text_to_item: Any
+    t2i_scores: Any, i2t_scores: Any, text_to_item: Any, i2t_ranking: str = "all-texts"
 ) -> tuple[np.ndarray, np.ndarray]:
     """1-based ranks of both directions from full (texts x items) score matrices, with the
-    semantics of ``vilem.metrics.ranking`` (item->text: the best-ranked of the item's texts;
-    a negative scoring as high as the positive ranks before it).
+    semantics of ``vilem.metrics.ranking`` (item->text: the best-ranked of the item's texts, or
+    with ``i2t_ranking="grouped"`` the item among items scored by their best text; a negative
+    scoring as high as the positive ranks before it).
 
     Args:
         t2i_scores: (T, I) scores whose rows rank the items for each text.
         i2t_scores: (T, I) scores whose columns rank the texts for each item.
         text_to_item: (T,) the item each text describes; every item needs a text.
+        i2t_ranking: "all-texts" or "grouped" (``vilem.metrics.ranking.I2T_RANKINGS``).
 
     Returns:
         (t2i_ranks (T,), i2t_ranks (I,)) int64, for ``vilem.metrics.metrics_from_ranks``.
@@ -152,6 +155,10 @@ def ranks_from_scores(
     positive = owner[:, None] == np.arange(a.shape[1])[None, :]
     if not positive.any(axis=0).all():
         raise DataError("every item needs at least one text")
+    if check_i2t_ranking(i2t_ranking) == "grouped":
+        order, starts = text_groups(owner, c.shape[1])
+        by_item = np.maximum.reduceat(c[order], starts, axis=0)  # (rival item, query item)
+        return t2i.astype(np.int64), grouped_counts(by_item.T, np.arange(c.shape[1]))
     best = np.where(positive, c, -np.inf).max(axis=0)
     i2t = 1 + ((c >= best[None, :]) & ~positive).sum(axis=0)
     return t2i.astype(np.int64), i2t.astype(np.int64)
@@ -167,6 +174,7 @@ def rerank_ranks(
     k: int = QB_K,
     text_bank: Any = None,
     item_bank: Any = None,
+    i2t_ranking: str = "all-texts",
 ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """Ranks of both directions after re-ranking ``sim`` (T x I) with ``method``, and what a
     result must record about it.
@@ -174,6 +182,7 @@ def rerank_ranks(
     ``qb-norm`` needs ``text_bank`` (B x I: training captions against the test items) for
     text->item; ``item_bank`` (B' x T: training items against the test texts) re-ranks
     item->text too, else that direction keeps the plain similarities (the record says which).
+    ``i2t_ranking`` is as for ``ranks_from_scores``.
     """
     s = _matrix(sim, "similarity matrix")
     if method == "dsl":
@@ -195,7 +204,7 @@ def rerank_ranks(
         }
     else:
         raise ConfigError(f"unknown re-ranking {method!r}; known: {', '.join(RERANKERS)}")
-    t2i, i2t = ranks_from_scores(a, c, text_to_item)
+    t2i, i2t = ranks_from_scores(a, c, text_to_item, i2t_ranking)
     return t2i, i2t, record
 
 

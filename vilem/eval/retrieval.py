@@ -1,6 +1,8 @@
 """The retrieval task: text->item and item->text recall@K, RSUM and ranks, with per-query ranks
 for paired deltas (``vilem.metrics.paired.retrieval_inputs``). With ``opts.rerank`` the ranks
-come from re-ranked similarities (``vilem.eval.rerank``): a separate protocol, recorded."""
+come from re-ranked similarities (``vilem.eval.rerank``), and with ``opts.i2t_ranking="grouped"``
+item->text ranks the items by their best text (CLIP4Clip's multi-caption count): each a separate
+protocol, recorded."""
 
 from __future__ import annotations
 
@@ -21,7 +23,9 @@ def _reranked(r: TaskRun, texts: np.ndarray) -> tuple[np.ndarray, np.ndarray, di
     bank = None
     if r.opts.rerank == "qb-norm":
         bank = r.encode_texts(list(r.opts.querybank or [])) @ r.items.T
-    t2i, i2t, record = rerank_ranks(sim, r.split.text_to_item, r.opts.rerank, text_bank=bank)
+    t2i, i2t, record = rerank_ranks(
+        sim, r.split.text_to_item, r.opts.rerank, text_bank=bank, i2t_ranking=r.opts.i2t_ranking
+    )
     return t2i, i2t, rerank_record(record, r.opts.querybank_label)
 
 
@@ -31,7 +35,10 @@ def run(r: TaskRun) -> TaskOutput:
     if r.opts.rerank:
         t2i, i2t, extra["rerank"] = r.timed("metrics", lambda: _reranked(r, texts))
     else:
-        t2i, i2t = r.timed("metrics", lambda: M.ranks(r.items, texts, r.split.text_to_item))
+        ranking = r.opts.i2t_ranking
+        t2i, i2t = r.timed(
+            "metrics", lambda: M.ranks(r.items, texts, r.split.text_to_item, i2t_ranking=ranking)
+        )
     ks = r.opts.recall_ks
     scores = M.metrics_from_ranks(t2i, i2t, ks)
     if r.opts.bootstrap:

@@ -7,6 +7,10 @@ Retrieval semantics (these decide whether numbers match papers, so they are spel
 - item->text (i2t): one query per item; a hit at k counts when ANY of the item's texts is in the
   top k (as the CLIP paper and CLIP_benchmark count it), and the rank used for median/mean rank
   is that of the best-ranked positive text.
+- item->text with ``i2t_ranking="grouped"`` (CLIP4Clip's multi-caption video->text, reused by
+  CLIP2Video and successors on MSVD and VATEX): each item ranks the *items*, each scored by its
+  best-matching text, ``rank = 1 + #{other items u : max_t(u) s_t >= max_t(q) s_t}``. With one text
+  per item both rankings are the same.
 - Ranks are 1-based. Ties are broken pessimistically: a negative scoring exactly as high as the
   best positive is ranked before it, so ``rank = 1 + #{negatives j : s_j >= s_best_positive}``.
   The rule does not depend on the order of the gallery, and a collapsed model whose scores are
@@ -291,6 +295,50 @@ def _count_fused(items, texts, owner, chunk, lo, hi, t2i, pos_score, window_budg
     return above.astype(np.int64), near_item[:k], near_score[:k], overflow
 
 
+I2T_RANKINGS = ("all-texts", "grouped")  # item->text among all texts, or among items
+
+
+def grouped_counts(best: np.ndarray, own: np.ndarray) -> np.ndarray:
+    """Grouped item->text ranks from ``best`` (Q, N): each query's score of every item through
+    its best text, and ``own`` (Q,) the query's own item: ``#{items scoring >= its own}``
+    (itself included, hence 1-based)."""
+    rows = np.arange(len(best))
+    return (best >= best[rows, own][:, None]).sum(axis=1).astype(np.int64)
+
+
+def text_groups(owner: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The texts in item order and where each item's run starts (every item has a text), for
+    ``np.maximum.reduceat`` over each item's texts."""
+    order = np.argsort(owner, kind="stable")
+    starts = np.concatenate([[0], np.cumsum(np.bincount(owner, minlength=n))[:-1]])
+    return order, starts
+
+
+def _grouped_i2t_ranks(
+    items: np.ndarray, texts: np.ndarray, owner: np.ndarray, chunk: int
+) -> np.ndarray:
+    """Grouped item->text ranks (see the module docstring), item chunks against every text:
+    an item's own and rival scores come from the same GEMM row, so they compare exactly.
+    ``chunk`` texts x N items of the plain path is the memory budget of one chunk."""
+    n = len(items)
+    order, starts = text_groups(owner, n)
+    texts = texts[order]
+    rows = max(1, chunk * n // len(texts))
+    out = np.empty(n, np.int64)
+    for s in range(0, n, rows):
+        best = np.maximum.reduceat(items[s : s + rows] @ texts.T, starts, axis=1)
+        out[s : s + rows] = grouped_counts(best, np.arange(s, s + len(best)))
+    return out
+
+
+def check_i2t_ranking(value: Any) -> str:
+    if value not in I2T_RANKINGS:
+        raise ConfigError(
+            f"unknown item->text ranking {value!r}; choose one of {', '.join(I2T_RANKINGS)}"
+        )
+    return value
+
+
 def _ranks(
     items: np.ndarray,
     texts: np.ndarray,
@@ -339,7 +387,12 @@ def _ranks(
 
 
 def ranks(
-    item_emb: Any, text_emb: Any, text_to_item: Any, *, chunk_size: int | None = None
+    item_emb: Any,
+    text_emb: Any,
+    text_to_item: Any,
+    *,
+    chunk_size: int | None = None,
+    i2t_ranking: str = "all-texts",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per-query 1-based ranks of both directions (see the module docstring for semantics).
 
@@ -350,6 +403,8 @@ def ranks(
         text_to_item: (M,) index of the item each text describes; every item needs one.
         chunk_size: texts per similarity chunk (memory ~ chunk_size x N x 4 bytes); default
             ~16 MiB, at least 256 texts.
+        i2t_ranking: "all-texts" ranks each item's texts among all texts; "grouped" ranks the
+            items by their best text (CLIP4Clip's multi-caption count; module docstring).
 
     Returns:
         (t2i_ranks (M,), i2t_ranks (N,)) as int64, for paired comparisons of two models.
@@ -357,6 +412,11 @@ def ranks(
     Raises:
         DataError: wrong shapes, non-finite values, bad indices or an item without text.
     """
+    check_i2t_ranking(i2t_ranking)
     items, texts, owner = _retrieval_inputs(item_emb, text_emb, text_to_item)
-    chunk = _default_chunk(len(items)) if chunk_size is None else chunk_size
-    return _ranks(items, texts, owner, int_param(chunk, "chunk_size", 1))
+    chunk = int_param(_default_chunk(len(items)) if chunk_size is None else chunk_size,
+                      "chunk_size", 1)  # fmt: skip
+    t2i, i2t = _ranks(items, texts, owner, chunk)
+    if i2t_ranking == "grouped":
+        i2t = _grouped_i2t_ranks(items, texts, owner, chunk)
+    return t2i, i2t

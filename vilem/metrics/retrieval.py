@@ -51,11 +51,12 @@ def retrieval_metrics(
     chunk_size: int | None = None,
     bootstrap: int = 0,
     seed: int = 0,
+    i2t_ranking: str = "all-texts",
 ) -> dict[str, Any]:
     """Text->item and item->text retrieval metrics in percent (see the module docstring).
 
     Args:
-        item_emb, text_emb, text_to_item, chunk_size: as for ``ranks``.
+        item_emb, text_emb, text_to_item, chunk_size, i2t_ranking: as for ``ranks``.
         ks: the k of recall@k; RSUM sums all 2 x len(ks) recalls.
         bootstrap: number of resamples for 95% intervals; 0 computes none.
         seed: seed of the resampling.
@@ -66,7 +67,9 @@ def retrieval_metrics(
     """
     ks = check_ks(ks)
     bootstrap = int_param(bootstrap, "bootstrap", 0)
-    t2i, i2t = ranks(item_emb, text_emb, text_to_item, chunk_size=chunk_size)
+    t2i, i2t = ranks(
+        item_emb, text_emb, text_to_item, chunk_size=chunk_size, i2t_ranking=i2t_ranking
+    )
     out: dict[str, Any] = metrics_from_ranks(t2i, i2t, ks)
     if bootstrap:
         out["intervals"] = retrieval_intervals(t2i, i2t, ks, bootstrap, seed)

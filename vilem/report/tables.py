@@ -150,11 +150,12 @@ def _setting(key: str, value: Any) -> str:
         return f"{key} {_show(value)}"
     if not value:
         return "plain similarities"
-    rest = {k: v for k, v in value.items() if k not in ("rerank", "querybank")}
+    rest = {k: v for k, v in value.items() if k not in ("rerank", "querybank", "i2t_ranking")}
     text = f"re-ranked: {value['rerank']}" if "rerank" in value else ""
     if value.get("querybank"):
         text += f" (querybank {value['querybank']})"
-    return ", ".join(x for x in (text, _show(rest) if rest else "") if x)
+    grouped = "i2t grouped by item" if value.get("i2t_ranking") == "grouped" else ""
+    return ", ".join(x for x in (text, grouped, _show(rest) if rest else "") if x)
 
 
 def _show(value: Any) -> str:
