@@ -357,3 +357,24 @@ def test_missing_videos_are_skipped_and_recorded_with_skip_bad_media(tmp_path):
     assert kept.windows == [(0.0, 30.0)] and kept.protocol == "paragraph"
     assert kept.describe()["skipped_ids"] == [DIDEMO_V2, DIDEMO_V3]
     assert any("partial set: 2 of 3 videos skipped" in n for n in kept.notes)
+
+
+def test_a_missing_video_error_says_which_files_were_looked_for(tmp_path):
+    from vilem.eval.engine import validate_media
+
+    make_vatex(tmp_path)
+    split = load_split("vatex", "test", root=tmp_path)
+    assert split.notes[1] == "videos: videos/<videoID>.mp4 (or .webm), the 10-second clips"
+    with pytest.raises(DataError) as exc:
+        validate_media(split, skip_bad=False)
+    assert f"video not found: {tmp_path / 'videos' / VATEX_TEST[0]}.mp4 (videos are looked " \
+        "for as videos/<videoID>.mp4 (or .webm), the 10-second clips)" in str(exc.value)
+    with pytest.raises(DataError, match=r"all 2 videos .* looked for as videos/<videoID>"):
+        validate_media(split, skip_bad=True)
+    # a corrupt file is not a missing one: no hint
+    for v in VATEX_TEST:
+        (tmp_path / "videos").mkdir(exist_ok=True)
+        (tmp_path / "videos" / f"{v}.webm").write_bytes(b"not a video")
+    with pytest.raises(DataError) as exc:
+        validate_media(load_split("vatex", "test", root=tmp_path), skip_bad=False)
+    assert "looked for" not in str(exc.value) and ".webm" in str(exc.value)

@@ -94,6 +94,8 @@ class ActivityNet(VideoTextAdapter):
         notes = [
             f"split {split!r} = every video of {path.name}"
             + (" (the usual ActivityNet Captions retrieval test)" if split == "val_1" else ""),
-            "videos: videos/<video id>.mp4 (or .mkv/.webm; with or without the 'v_' prefix)",
         ]
-        return self._split(split, videos, paths, [path], notes, _WINDOW_WORDS[self.window])
+        return self._split(
+            split, videos, paths, [path], notes, _WINDOW_WORDS[self.window],
+            looked_for="videos/<video id>.mp4 (or .mkv/.webm; with or without the 'v_' prefix)",
+        )  # fmt: skip

@@ -77,6 +77,7 @@ class Split:
     protocol: str | None = None  # sentence | multi | paragraph (None: inferred, see above)
     windows: list[Window | None] | None = None  # per item (start, end) seconds; None: whole
     clip_window: str = "whole video"  # the window policy, in words (results record it)
+    media_hint: str = ""  # which files an item's media may be, in words (for a missing one)
 
     def __post_init__(self) -> None:
         self.text_to_item = np.asarray(self.text_to_item, dtype=np.int64)
@@ -157,6 +158,7 @@ class Split:
             protocol=self.protocol,
             windows=None if self.windows is None else [self.windows[i] for i in keep_arr],
             clip_window=self.clip_window,
+            media_hint=self.media_hint,
         )
 
     def window_key(self) -> str | None:

@@ -113,11 +113,10 @@ class DiDeMo(VideoTextAdapter):
         paths = self._video_paths(
             [[f"videos/{v}", f"videos/{v}.mp4", f"videos/{Path(v).stem}.mp4"] for v in ids]
         )
-        notes = [
-            f"split {split!r} = {how}",
-            "videos: videos/<video> as named in the annotation (or <video>.mp4, <stem>.mp4)",
-        ]
-        return self._split(split, videos, paths, files, notes, _WINDOW_WORDS[self.window])
+        return self._split(
+            split, videos, paths, files, [f"split {split!r} = {how}"], _WINDOW_WORDS[self.window],
+            looked_for="videos/<video> as named in the annotation (or <video>.mp4, <stem>.mp4)",
+        )  # fmt: skip
 
     def _clip(self, spans: list[Window]) -> Window | None:
         if self.window == "annotated":

@@ -80,8 +80,8 @@ class Lsmdc(VideoTextAdapter):
             ]
         )
         what = "the 1,000-clip public test" if split == "test" else f"the {split} annotations"
-        notes = [
-            f"split {split!r} = every clip of {path.name} ({what})",
-            "videos: videos/<movie>/<clip id>.avi (or videos/<clip id>.avi; .mp4 accepted)",
-        ]
-        return self._split(split, videos, paths, [path], notes, "whole clip (clips are cut)")
+        notes = [f"split {split!r} = every clip of {path.name} ({what})"]
+        return self._split(
+            split, videos, paths, [path], notes, "whole clip (clips are cut)",
+            looked_for="videos/<movie>/<clip id>.avi (or videos/<clip id>.avi; .mp4 accepted)",
+        )  # fmt: skip

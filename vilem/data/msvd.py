@@ -197,6 +197,8 @@ class Msvd(VideoTextAdapter):
         notes = [
             f"split {split!r} = {split_how} (the standard split of Venugopalan et al. 2015, as "
             f"CLIP4Clip reports), {caption_how}",
-            f"videos: {folder}/<clip>.avi (or .mp4)",
         ]
-        return self._split(split, videos, paths, [list_path, caption_path], notes)
+        return self._split(
+            split, videos, paths, [list_path, caption_path], notes,
+            looked_for=f"{folder}/<clip>.avi (or .mp4)",
+        )  # fmt: skip

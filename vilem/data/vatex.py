@@ -120,6 +120,8 @@ class Vatex(VideoTextAdapter):
         notes = [
             f"split {split!r} = the videos of {list_path.name} (HGR's partition, as the retrieval "
             f"literature reports VATEX) with the English captions (enCap) of {caption_path.name}",
-            "videos: videos/<videoID>.mp4, the 10-second clips",
         ]
-        return self._split(split, videos, paths, [list_path, caption_path], notes, "whole clip")
+        return self._split(
+            split, videos, paths, [list_path, caption_path], notes, "whole clip",
+            looked_for="videos/<videoID>.mp4 (or .webm), the 10-second clips",
+        )  # fmt: skip

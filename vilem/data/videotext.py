@@ -258,8 +258,12 @@ class VideoTextAdapter(DatasetAdapter):
         files: list[Path],
         notes: list[str],
         clip_window: str = "whole video",
+        *,
+        looked_for: str,
     ) -> Split:
-        """The Split of ``videos`` under the adapter's protocol, with the shared notes."""
+        """The Split of ``videos`` under the adapter's protocol, with the shared notes;
+        ``looked_for`` says in words which files ``_video_paths`` tried (a missing video's error
+        repeats it)."""
         if not videos:
             raise DataError(f"{files[0]}: no videos for split {split!r}")
         texts, text_to_item, protocol = select_captions([v.captions for v in videos], self.protocol)
@@ -268,6 +272,7 @@ class VideoTextAdapter(DatasetAdapter):
         captions = sum(per_video)
         notes = [
             *notes,
+            f"videos: {looked_for}",
             f"loaded from {', '.join(f.name for f in files)}: {len(videos):,} videos / "
             f"{captions:,} captions ({captions / len(videos):.1f} per video)",
             size_note(split, len(videos), self.official.get(split)),
@@ -291,4 +296,5 @@ class VideoTextAdapter(DatasetAdapter):
             protocol=protocol,
             windows=None if all(w is None for w in windows) else windows,
             clip_window=clip_window,
+            media_hint=looked_for,
         )

@@ -143,15 +143,18 @@ def validate_media(
         _MEDIA_OK.add(key)
         return split
     where, n = f"{split.dataset}/{split.split}", len(split.items)
+    first = bad[0][1]
+    if split.media_hint and not split.item_paths[bad[0][0]].is_file():
+        first += f" ({split.modality}s are looked for as {split.media_hint})"
     if not skip_bad:
         raise DataError(
             f"{len(bad)} of {n} {split.modality}s in {where} are missing or corrupt, the first: "
-            f"{bad[0][1]}; pass --skip-bad-media to evaluate the rest and record the skipped ids"
+            f"{first}; pass --skip-bad-media to evaluate the rest and record the skipped ids"
         )
     if len(bad) == n:
         raise DataError(
             f"all {n} {split.modality}s of {where} were skipped as missing or corrupt, "
-            f"the first: {bad[0][1]}"
+            f"the first: {first}"
         )
     bad_idx = {i for i, _ in bad}
     keep = [i for i in range(n) if i not in bad_idx]
