@@ -317,6 +317,16 @@ def test_vatex_object_array_split_file_is_refused_without_unpickling(tmp_path):
         load_split("vatex", "test", root=tmp_path)
 
 
+@pytest.mark.parametrize("content", [b"", b"-0oL8QRYnvQ_000013_000023\n", b"\x80\x04K\x01."])
+def test_vatex_split_file_that_is_not_npy_says_so_not_pickled(tmp_path, content):
+    make_vatex(tmp_path, "npy")
+    (tmp_path / "public_split" / "tst_names.npy").write_bytes(content)  # text, empty, a pickle
+    with pytest.raises(DataError) as exc:
+        load_split("vatex", "test", root=tmp_path)
+    assert "tst_names.npy is not a .npy file (no NumPy header)" in str(exc.value)
+    assert "pickle" not in str(exc.value)
+
+
 def test_vatex_video_missing_from_the_captions_is_named(tmp_path):
     make_vatex(tmp_path)
     (tmp_path / "test_list.txt").write_text("unknown_000000_000010\n")

@@ -65,6 +65,16 @@ def read_captions(path: Path) -> dict[str, list[str]]:
 def read_npy_ids(path: Path) -> list[str]:
     """Video ids from a numpy string array (no pickled objects)."""
     try:
+        with path.open("rb") as f:
+            magic = f.read(6)
+    except OSError as exc:
+        raise DataError(f"{path} cannot be read: {exc.strerror or exc}") from exc
+    if magic != b"\x93NUMPY":  # numpy would take any other file for a pickle
+        raise DataError(
+            f"{path} is not a .npy file (no NumPy header); write the ids to test_list.txt, one "
+            "videoID a line (see datasets/vatex/README.md)"
+        )
+    try:
         names = np.load(path, allow_pickle=False)
     except ValueError as exc:  # an object array needs pickle: refused
         raise DataError(
