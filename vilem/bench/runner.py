@@ -349,16 +349,15 @@ class Runner:
         for retrieval."""
         opts = self.spec.eval_options(cache_dir=cache_dir)
         d = self.spec.dataset(cell.dataset)
-        if cell.task == "retrieval":
-            opts.i2t_ranking = d.i2t_ranking
-        if d.rerank is not None and cell.task == "retrieval":
-            opts.rerank = d.rerank
-            if d.rerank == "qb-norm":
-                from vilem.data import load_split
+        if cell.task != "retrieval":
+            return opts
+        opts.i2t_ranking, opts.rerank = d.i2t_ranking, d.rerank
+        if d.rerank == "qb-norm":
+            from vilem.data import load_split
 
-                bank = load_split(d.dataset, d.querybank_split, root=d.root, **d.options)
-                opts.querybank = bank.texts
-                opts.querybank_label = f"{d.dataset}/{d.querybank_split} captions"
+            bank = load_split(d.dataset, d.querybank_split, root=d.root, **d.options)
+            opts.querybank = bank.texts
+            opts.querybank_label = f"{d.dataset}/{d.querybank_split} captions"
         return opts
 
     def planned(self, cell: Cell) -> Result:

@@ -70,7 +70,7 @@ class EvalOptions:
             raise ConfigError(
                 f"unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}"
             )
-        from vilem.metrics.ranking import int_param
+        from vilem.metrics.ranking import check_i2t_ranking, int_param
 
         for name, minimum in (("bootstrap", 0), ("frames", 1), ("batch_size", 1),
                               ("num_workers", 0), ("seed", 0)):  # fmt: skip
@@ -78,8 +78,6 @@ class EvalOptions:
         if not self.recall_ks or any(int(k) < 1 for k in self.recall_ks):
             raise ConfigError(f"recall Ks must be positive integers, got {list(self.recall_ks)}")
         self.recall_ks = tuple(sorted({int(k) for k in self.recall_ks}))
-        from vilem.metrics.ranking import check_i2t_ranking
-
         check_i2t_ranking(self.i2t_ranking)
         if self.rerank is not None:
             from vilem.eval.rerank import RERANKERS

@@ -156,8 +156,8 @@ def ranks_from_scores(
     if not positive.any(axis=0).all():
         raise DataError("every item needs at least one text")
     if check_i2t_ranking(i2t_ranking) == "grouped":
-        order, starts = text_groups(owner, c.shape[1])
-        by_item = np.maximum.reduceat(c[order], starts, axis=0)  # (rival item, query item)
+        order, bounds = text_groups(owner, c.shape[1])
+        by_item = np.maximum.reduceat(c[order], bounds[:-1], axis=0)  # (rival, query item)
         return t2i.astype(np.int64), grouped_counts(by_item.T, np.arange(c.shape[1]))
     best = np.where(positive, c, -np.inf).max(axis=0)
     i2t = 1 + ((c >= best[None, :]) & ~positive).sum(axis=0)

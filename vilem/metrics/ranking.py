@@ -307,11 +307,11 @@ def grouped_counts(best: np.ndarray, own: np.ndarray) -> np.ndarray:
 
 
 def text_groups(owner: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """The texts in item order and where each item's run starts (every item has a text), for
-    ``np.maximum.reduceat`` over each item's texts."""
+    """The texts in item order and the bounds of each item's run: item i's texts are
+    ``order[bounds[i] : bounds[i + 1]]`` (``bounds[:-1]`` for ``np.maximum.reduceat``, where
+    every item has a text)."""
     order = np.argsort(owner, kind="stable")
-    starts = np.concatenate([[0], np.cumsum(np.bincount(owner, minlength=n))[:-1]])
-    return order, starts
+    return order, np.concatenate([[0], np.cumsum(np.bincount(owner, minlength=n))])
 
 
 def _grouped_i2t_ranks(
@@ -321,8 +321,8 @@ def _grouped_i2t_ranks(
     an item's own and rival scores come from the same GEMM row, so they compare exactly.
     ``chunk`` texts x N items of the plain path is the memory budget of one chunk."""
     n = len(items)
-    order, starts = text_groups(owner, n)
-    texts = texts[order]
+    order, bounds = text_groups(owner, n)
+    texts, starts = texts[order], bounds[:-1]
     rows = max(1, chunk * n // len(texts))
     out = np.empty(n, np.int64)
     for s in range(0, n, rows):
@@ -379,9 +379,8 @@ def _ranks(
     i2t += np.bincount(near_item[near_score >= best[near_item]], minlength=n)
     redo = np.flatnonzero(overflow | (best < lo) | (best > hi))
     if redo.size:
-        order = np.argsort(owner, kind="stable")
-        starts = np.concatenate([[0], np.cumsum(np.bincount(owner, minlength=n))])
-        positives = [order[starts[i] : starts[i + 1]] for i in redo]
+        order, bounds = text_groups(owner, n)
+        positives = [order[bounds[i] : bounds[i + 1]] for i in redo]
         i2t[redo] = _best_positive_ranks(items[redo], texts, positives, chunk)
     return t2i, i2t
 
@@ -414,8 +413,8 @@ def ranks(
     """
     check_i2t_ranking(i2t_ranking)
     items, texts, owner = _retrieval_inputs(item_emb, text_emb, text_to_item)
-    chunk = int_param(_default_chunk(len(items)) if chunk_size is None else chunk_size,
-                      "chunk_size", 1)  # fmt: skip
+    chunk = _default_chunk(len(items)) if chunk_size is None else chunk_size
+    chunk = int_param(chunk, "chunk_size", 1)
     t2i, i2t = _ranks(items, texts, owner, chunk)
     if i2t_ranking == "grouped":
         i2t = _grouped_i2t_ranks(items, texts, owner, chunk)
