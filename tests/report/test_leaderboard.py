@@ -101,6 +101,25 @@ def test_delta_interval_is_na_without_per_query_results(rec):
     assert "no per-query results for the model" in text
 
 
+def test_a_baseline_without_a_result_gets_no_delta_column_and_says_why(rec):
+    # ITC-only models have no proofreading heads: a proofread table with baseline itc has no
+    # itc row with a result, so a column of blanks would only suggest itc's run went missing
+    p = rec.failed("vilem", "proofread")
+    p.status, p.per_query, p.metrics = "ok", None, {"ed_f1": 40.0, "ec_accuracy": 80.0}
+    records = [p, rec.retrieval("itc", [1] * 5)]
+    for fmt in ("md", "html", "latex"):
+        text = leaderboard(records, "proofread", baseline="itc", fmt=fmt)
+        assert "Δ" not in text.replace("No Δ column", ""), fmt
+        assert "No Δ column: the baseline itc has no result here." in text, fmt
+    assert md_table(leaderboard(records, "proofread", baseline="itc"))["itc"]["ed_f1 ↑"] == "—"
+    records = [*records[:1], rec.failed("itc", "proofread")]
+    text = leaderboard(records, "proofread", baseline="itc")
+    assert "No Δ column: the baseline itc failed here." in text
+    # with a result, the column is there (the retrieval table of the same records)
+    retrieval = [rec.retrieval("vilem", [1] * 5), rec.retrieval("itc", [2] * 5)]
+    assert "Δ rsum" in md_table(leaderboard(retrieval, "retrieval", baseline="itc"))["vilem"]
+
+
 def test_paired_probe_delta_resamples_within_category(rec):
     base = rec.probe("base", {"color": [0] * 10, "shape": [1] * 10})
     new = rec.probe("new", {"color": [1] * 10, "shape": [1] * 10})

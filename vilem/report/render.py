@@ -79,17 +79,17 @@ def _legend(table: Table) -> list[str]:
                 f"{row.model}: a later run failed (its .failed.json file is kept beside the "
                 f"result); the row is the last finished run."
             )
-    if table.baseline is not None:
+    if table.baseline is not None and not _has_delta(table):
+        failed = (base := table.baseline_row()) is not None and base.status == "failed"
+        why = "failed here" if failed else "has no result here"
+        lines.append(f"No Δ column: the baseline {table.baseline} {why}.")
+    elif table.baseline is not None:
         over = "seeds and queries, pairing seeds" if pooled else "queries"
         lines.append(
             f"Δ {table.main}: difference from the baseline {table.baseline}, with a paired "
             f"bootstrap 95% interval over {over} ({BOOTSTRAP_RESAMPLES} resamples, seed "
             f"{BOOTSTRAP_SEED}); {SIG_MARK} the interval excludes 0."
         )
-        base = table.baseline_row()
-        if base is None or base.record is None:
-            status = "missing" if base is None else base.status
-            lines.append(f"No delta: the baseline {table.baseline} is {status} here.")
         for row in table.rows:
             if row.delta is not None and row.delta.note:
                 if row.delta.lo is None:
@@ -182,10 +182,17 @@ def _latex_escape(s: str) -> str:
     return "".join(out)
 
 
+def _has_delta(table: Table) -> bool:
+    """A Δ column only where the baseline has a result in the table (else it is all blanks)."""
+    base = table.baseline_row() if table.baseline is not None else None
+    return base is not None and base.record is not None
+
+
 def _table_cells(table: Table, style: _Style) -> tuple[list[str], list[list[str]]]:
     latex = style.fmt == "latex"
     headers = ["model"] + [f"{style.text(m)} {_arrow(m, latex)}" for m in table.columns]
-    if table.baseline is not None:
+    with_delta = _has_delta(table)
+    if with_delta:
         headers.append(
             f"Δ {style.text(table.main or '')}"
             if not latex
@@ -205,7 +212,7 @@ def _table_cells(table: Table, style: _Style) -> tuple[list[str], list[list[str]
             else:
                 best = row.model in table.best.get(m, ())
                 cells.append(style.value(v, table.interval(row, m), best))
-        if table.baseline is not None:
+        if with_delta:
             if row.is_baseline and row.record is not None:
                 cells.append("baseline")
             elif row.record is None:
