@@ -248,6 +248,22 @@ def test_comparison_notes_what_is_missing(rec):
     assert comp["model_only"]["image_ed_f1"]["value"] is None
 
 
+def test_comparison_of_a_reduced_run_says_it_is_toy_scale(rec, tmp_path, capsys):
+    full = [rec.retrieval("vilem"), rec.retrieval("itc", [50] * N)]
+    assert comparison(full, "vilem", "itc")["toy"] is False
+    quick = [rec.retrieval("vilem"), rec.retrieval("itc", [50] * N)]
+    for r in quick:
+        r.protocol.quick = True
+    assert comparison(quick, "vilem", "itc")["toy"] is True
+    # a reduced run of a model that is not compared does not mark the comparison
+    other = rec.retrieval("random", [90] * N)
+    other.protocol.limit = 5
+    assert comparison([*full, other], "vilem", "itc")["toy"] is False
+    results = rec.save(tmp_path / "res", quick)
+    assert main(["compare", str(results), "--model", "vilem", "--baseline", "itc"]) == 0
+    assert capsys.readouterr().out.startswith("toy scale (a --quick or --limit run)")
+
+
 def test_modality_comes_from_the_dataset_block_else_the_adapter(rec):
     def of(name, modality=None):
         r = rec.retrieval("A", dataset=name)

@@ -43,7 +43,12 @@ def comparison_table(comp: dict[str, Any]) -> str:
     table = tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
     # the reasons stay beside the table, not only in the --out JSON
     lines = [f"- {', '.join(labels)}: {note}" for note, labels in notes.items()]
+    if comp.get("toy"):
+        table = f"{TOY_LINE}\n\n{table}"
     return table + ("\n\nnotes:\n" + "\n".join(lines) if lines else "")
+
+
+TOY_LINE = "toy scale (a --quick or --limit run): a smoke test, not a benchmark's finding"
 
 
 def _compare(records: list, names: dict[str, Any]) -> dict[str, Any]:

@@ -524,7 +524,8 @@ def comparison(
     each one's ``image_rsum`` and ``image_probe_macro`` deltas against the baseline
     (``minus_<baseline>``) and the full model (``minus_<model>``), and its ED F1 / EC accuracy.
     Image and video data are told apart by ``modality``; with several datasets of one
-    kind, the first by name where the model has a retrieval result is used.
+    kind, the first by name where the model has a retrieval result is used. ``toy`` is true
+    where a compared model's results come from a reduced run (--quick or --limit).
     """
     cells = _Cells.of(records, model)
     deltas = _deltas(cells, model, baseline, video_model, video_baseline, resamples, seed)
@@ -537,6 +538,9 @@ def comparison(
     if video_model is not None:
         out |= {"video_baseline": video_baseline, "video_model": video_model}
     out["datasets"] = {k: "/".join(v) if v else None for k, v in cells.where.items()}
+    named = {model, baseline, video_model, video_baseline, *ablations}
+    # a --quick or --limit run: its deltas are a smoke test, not a benchmark's finding
+    out["toy"] = any(r.toy for k, rs in cells.groups.items() if k[0] in named for r in rs)
     out["deltas"] = deltas
     out["model_only"] = {
         name: _model_only(cells, model, kind, metric, resamples, seed)
