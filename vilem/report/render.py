@@ -213,7 +213,7 @@ def _table_cells(table: Table, style: _Style) -> tuple[list[str], list[list[str]
                 best = row.model in table.best.get(m, ())
                 cells.append(style.value(v, table.interval(row, m), best))
         if with_delta:
-            if row.is_baseline and row.record is not None:
+            if row.is_baseline:
                 cells.append("baseline")
             elif row.record is None:
                 cells.append(style.status(row.status))

@@ -205,11 +205,9 @@ def _task_section(
 
 def _leaderboard(doc: Doc, table: Table, colours: Mapping[str, str]) -> None:
     """The table without the rows of models not evaluated on it (named in its legend)."""
+    # without its baseline's row the table has no Δ column, and its legend says why
     kept = replace(table, rows=[r for r in table.rows if r.status != "missing"])
     notes = []
-    if kept.baseline is not None and kept.baseline_row() is None:
-        notes.append(f"No Δ column: the baseline {kept.baseline} has no result here.")
-        kept = replace(kept, baseline=None)
     absent = [r.model for r in table.rows if r.status == "missing"]
     if absent:
         notes.append(f"Not evaluated here (no result for this table): {', '.join(absent)}.")
